@@ -1,0 +1,73 @@
+"""``python -m export``: package a checkpoint into a signed artifact, or verify one.
+
+``verify`` fails closed: exit code 1 and the offending file named on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from export.errors import ArtifactVerificationError, ExportError
+from export.keys import PUBLIC_ENV, ensure_signing_key, public_key_path
+from export.verify import verify_artifact
+
+EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
+
+app = typer.Typer(add_completion=False, help="Export and verify recdrill artifacts.")
+
+
+@app.command()
+def build(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory from `python -m training train`."),
+    out: Path = typer.Option(..., help="Artifact directory to create (must not exist)."),
+    version: str = typer.Option(None, help="Version name; default: UTC time + graph digest."),
+    parent: str = typer.Option(None, help="Parent version, recorded in the manifest."),
+    quantize: bool = typer.Option(True, help="Try per-channel int8 (kept only if it holds quality)."),
+) -> None:
+    """Export to ONNX, check parity, sign and verify; prints the result as JSON."""
+    from export.package import package_recommender
+    from training.checkpoint import load_checkpoint
+
+    private, public = ensure_signing_key()
+    try:
+        result = package_recommender(load_checkpoint(checkpoint), out, private, public,
+                                     version=version, parent=parent, quantize=quantize)
+    except ExportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from exc
+    typer.echo(json.dumps({"artifact": str(result.path), "version": result.version,
+                           "parity": result.parity.as_dict(), "int8_top10_overlap":
+                           result.int8_overlap, "fused_ops": result.fused_ops}))
+
+
+@app.command()
+def verify(
+    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    public_key: Path = typer.Option(None, envvar=PUBLIC_ENV, help="PEM public key."),
+) -> None:
+    """Check every file's digest and the signature; exit 1 naming the file on any mismatch."""
+    try:
+        manifest = verify_artifact(artifact, public_key or public_key_path())
+    except ArtifactVerificationError as exc:
+        typer.echo(json.dumps({"ok": False, "file": exc.path, "reason": exc.reason,
+                               "error": str(exc)}))
+        typer.echo(f"REFUSED {exc.path}: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from exc
+    except ExportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_ERROR) from exc
+    typer.echo(json.dumps({"ok": True, "version": manifest.version,
+                           "files": len(manifest.files)}))
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="python -m export")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""``python -m recdrill``."""
+
+from recdrill.cli import main
+
+main()

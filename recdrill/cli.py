@@ -1,0 +1,45 @@
+"""``recdrill``: the umbrella CLI. Each stage also runs alone as ``python -m <stage>``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from training.cli import app as training_app
+from export.cli import app as export_app
+
+app = typer.Typer(add_completion=False, help="recdrill: recommendation serving through faults.")
+app.add_typer(training_app, name="data", help="Fetch, synthesise and train (python -m training).")
+app.add_typer(export_app, name="export", help="Export and verify artifacts (python -m export).")
+
+EXIT_OK, EXIT_TARGET_MISSED = 0, 3
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), envvar="RECDRILL_OUT", help="Output directory."),
+    data: str = typer.Option("ml-100k", envvar="RECDRILL_DATA", help="Dataset: ml-100k or a path."),
+    max_time_s: float = typer.Option(540.0, envvar="RECDRILL_MAX_TRAIN_S",
+                                     help="Training time cap in seconds."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """The main job: fetch, train, evaluate, export, verify; JSON summary on stdout."""
+    from recdrill.demo import run_demo
+
+    summary = run_demo(out, data, max_time_s, progress)
+    typer.echo(json.dumps(summary))
+    if not summary["beats_baselines"]:
+        typer.echo("the transformer did not beat every baseline", err=True)
+        raise typer.Exit(EXIT_TARGET_MISSED)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="recdrill")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Markers from the path (unit / integration / e2e) and the no-Ray guard for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(_ROOT).parts
+        kind = parts[0] if parts[0] in ("integration", "e2e") else "unit"
+        item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _disallow_ray_init(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Unit tests never start Ray (Ray's own ``disallow_ray_init`` pattern)."""
+    if request.node.get_closest_marker("unit") is not None:
+        try:
+            import ray
+        except ImportError:  # pragma: no cover
+            yield
+            return
+
+        def _refuse(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("unit tests must not start Ray: move this test to tests/integration")
+
+        monkeypatch.setattr(ray, "init", _refuse)
+    yield

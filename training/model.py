@@ -1,0 +1,91 @@
+"""SASRec-style causal transformer recommender built on ``transformers.BertModel``.
+
+Inputs are item-index histories, left-padded with 0. Positions count backwards from the
+newest item (the last item is position 0), so a history scores the same whatever its
+padding: the exported ONNX graph accepts any sequence length up to ``max_seq_len``.
+Output layer is tied to the item embeddings; ``scores[:, j]`` scores item index ``j + 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from training.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Size and regularisation of the recommender.
+
+    Example:
+        >>> ModelConfig(hidden_size=64, num_layers=2).num_heads
+        2
+    """
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    max_seq_len: int = 50
+    dropout: float = 0.2
+    attention_dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.max_seq_len < 2:
+            raise ConfigError(f"max_seq_len must be >= 2, got {self.max_seq_len}")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+class SASRec(nn.Module):
+    """Causal transformer over item histories, scoring the whole catalog."""
+
+    def __init__(self, n_items: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.config = config
+        bert_config = BertConfig(
+            vocab_size=n_items + 1,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=4 * config.hidden_size,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_dropout,
+            max_position_embeddings=config.max_seq_len,
+            type_vocab_size=1,
+            pad_token_id=0,
+            is_decoder=True,
+        )
+        # Eager attention exports as plain MatMul/Softmax that onnxruntime's optimizer fuses.
+        bert_config._attn_implementation = "eager"
+        self.bert = BertModel(bert_config, add_pooling_layer=False)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Contextual states ``[batch, seq, hidden]`` for left-padded ``input_ids``."""
+        seq_len = input_ids.shape[1]
+        positions = torch.arange(seq_len - 1, -1, -1, device=input_ids.device)
+        positions = positions.unsqueeze(0).expand_as(input_ids)
+        out = self.bert(
+            input_ids=input_ids,
+            attention_mask=(input_ids > 0).long(),
+            position_ids=positions,
+            token_type_ids=torch.zeros_like(input_ids),
+        )
+        return out.last_hidden_state
+
+    def item_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Dot product of states with every real item's embedding (padding excluded)."""
+        return states @ self.bert.embeddings.word_embeddings.weight[1:].T
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Scores ``[batch, n_items]`` for the next item after each history."""
+        return self.item_logits(self.hidden_states(input_ids)[:, -1, :])
