@@ -81,6 +81,11 @@ def _write_tables(checkpoint: Checkpoint, staging: Path) -> None:
     item_table(checkpoint.data, checkpoint.items).to_parquet(buf, index=False)
     atomic_write_bytes(staging / "items.parquet", buf.getvalue())
     histories, _ = checkpoint.data.split("test")
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, user_ids=np.array(checkpoint.data.user_ids, dtype=str),
+             flat=np.concatenate(histories), offsets=np.cumsum(lengths)[:-1])
+    atomic_write_bytes(staging / "histories.npz", buf.getvalue())
     lists = build_fallback(histories, checkpoint.data.n_items)
     buf = io.BytesIO()
     np.savez(buf, popular=lists.popular, covisit=lists.covisit)

@@ -154,8 +154,15 @@ class ReplicationCluster:
                 self._store_vs().check()
                 return Primary("store", "primary", self.config.primary_url)
             except StoreUnavailable as exc:
+                if override is None and not any(c.committed for c in self.candidates()):
+                    return self._init_store()  # a fresh deployment: nothing to fail over to
                 log.warning("primary store unavailable: %s", exc)
         return self.promote(reason="primary unreachable")
+
+    def _init_store(self) -> Primary:
+        self._store_vs().init()
+        self.audit.append(self.config.actor, "init", details={"store": self.config.primary_url})
+        return Primary("store", "primary", self.config.primary_url)
 
     def candidates(self) -> list[Candidate]:
         """Every live node with the committed versions it holds completely."""
@@ -225,6 +232,7 @@ class ReplicationCluster:
     # -- read-only views -------------------------------------------------------------------
     def lag(self) -> dict[str, int]:
         """Per node: how many of the primary's committed versions it lacks."""
+        self.discover()
         primary = self.resolve_primary()
         want = {v: r.seq for v, r in self.vs_of(primary).committed().items()}
         out = {}
