@@ -127,7 +127,9 @@ class AuditLog:
         """Every entry, parsed but not verified."""
         if not self.path.exists():
             return []
-        return [AuditEntry(**json.loads(line)) for line in self.path.read_text().splitlines() if line]
+        return [
+            AuditEntry(**json.loads(line)) for line in self.path.read_text().splitlines() if line
+        ]
 
     def verify(self, expected_head: str | None = None) -> str:
         """Check the whole chain; return the head hash. Raises AuditChainBroken at the first bad line."""
@@ -143,7 +145,9 @@ class AuditLog:
             try:
                 entry = AuditEntry(**json.loads(line))
             except (ValueError, TypeError) as exc:
-                raise AuditChainBroken(f"{self.path}:{number}: unparsable entry ({exc})", line=number) from exc
+                raise AuditChainBroken(
+                    f"{self.path}:{number}: unparsable entry ({exc})", line=number
+                ) from exc
             if entry.prev != prev:
                 raise AuditChainBroken(
                     f"{self.path}:{number}: expected prev={prev[:16]}…, found {entry.prev[:16]}…: "

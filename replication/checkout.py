@@ -23,7 +23,14 @@ from replication.keys import Keyring, KeySpec
 from replication.repo import VersionStore, check_version_name
 from replication.store import open_store
 
-__all__ = ["ENV_NODE_ROOT", "checkout", "default_cache_dir", "materialise", "node_name", "node_store_path"]
+__all__ = [
+    "ENV_NODE_ROOT",
+    "checkout",
+    "default_cache_dir",
+    "materialise",
+    "node_name",
+    "node_store_path",
+]
 
 ENV_NODE_ROOT = "RECDRILL_NODE_STORE_ROOT"
 
@@ -128,7 +135,9 @@ def materialise(
         except ArtifactVerificationError as exc:
             raise IntegrityError(
                 f"artifact verification failed ({exc.reason}): {exc}",
-                version=version, path=exc.path, node=vs.node,
+                version=version,
+                path=exc.path,
+                node=vs.node,
             ) from exc
         try:
             os.rename(tmp, target)

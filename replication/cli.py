@@ -58,28 +58,61 @@ _EXIT_FOR: list[tuple[type[Exception], ExitCode]] = [
     (VersionError, ExitCode.VERSION),
 ]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Replicated model stores on Ray.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Replicated model stores on Ray."
+)
 audit_app = typer.Typer(no_args_is_help=True, help="Audit log commands.")
 app.add_typer(audit_app, name="audit")
 
-Store = Annotated[str, typer.Option("--store", envvar="RECDRILL_PRIMARY_STORE", help="Primary store URL or path.")]
-NodeRoot = Annotated[str, typer.Option("--node-root", envvar="RECDRILL_NODE_STORE_ROOT",
-                                       help="Directory holding each node's local store (node-<id>/store).")]
-PublicKey = Annotated[Path, typer.Option("--public-key", envvar="RECDRILL_PUBLIC_KEY",
-                                         help="Artifact signing public key (PEM).")]
-KeyFiles = Annotated[list[Path] | None, typer.Option("--key-file", envvar="RECDRILL_STORE_KEY_FILE",
-                                                    help="AES-256 key file(s); first is active. Also $RECDRILL_STORE_KEYS.")]
-Audit = Annotated[Path, typer.Option("--audit", envvar="RECDRILL_AUDIT_LOG", help="Audit log (JSONL).")]
-W = Annotated[int, typer.Option("--w", envvar="RECDRILL_W", help="Verified copies needed to commit.")]
-Address = Annotated[str, typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address.")]
+Store = Annotated[
+    str, typer.Option("--store", envvar="RECDRILL_PRIMARY_STORE", help="Primary store URL or path.")
+]
+NodeRoot = Annotated[
+    str,
+    typer.Option(
+        "--node-root",
+        envvar="RECDRILL_NODE_STORE_ROOT",
+        help="Directory holding each node's local store (node-<id>/store).",
+    ),
+]
+PublicKey = Annotated[
+    Path,
+    typer.Option(
+        "--public-key", envvar="RECDRILL_PUBLIC_KEY", help="Artifact signing public key (PEM)."
+    ),
+]
+KeyFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--key-file",
+        envvar="RECDRILL_STORE_KEY_FILE",
+        help="AES-256 key file(s); first is active. Also $RECDRILL_STORE_KEYS.",
+    ),
+]
+Audit = Annotated[
+    Path, typer.Option("--audit", envvar="RECDRILL_AUDIT_LOG", help="Audit log (JSONL).")
+]
+W = Annotated[
+    int, typer.Option("--w", envvar="RECDRILL_W", help="Verified copies needed to commit.")
+]
+Address = Annotated[
+    str, typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address.")
+]
 
 
 def _emit(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _cluster(store: str, node_root: str, public_key: Path, key_files: list[Path] | None,
-             audit: Path, w: int, address: str) -> Any:
+def _cluster(
+    store: str,
+    node_root: str,
+    public_key: Path,
+    key_files: list[Path] | None,
+    audit: Path,
+    w: int,
+    address: str,
+) -> Any:
     import ray
 
     from replication.cluster import ClusterConfig, ReplicationCluster
@@ -88,69 +121,127 @@ def _cluster(store: str, node_root: str, public_key: Path, key_files: list[Path]
     if not ray.is_initialized():
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     config = ClusterConfig(
-        primary_url=store, node_root=node_root, public_key_path=str(public_key),
-        audit_path=str(audit), key_spec=KeySpec(files=tuple(str(p) for p in key_files or ())), w=w,
+        primary_url=store,
+        node_root=node_root,
+        public_key_path=str(public_key),
+        audit_path=str(audit),
+        key_spec=KeySpec(files=tuple(str(p) for p in key_files or ())),
+        w=w,
     )
     return ReplicationCluster(config)
 
 
-
-
 @app.command()
-def publish(directory: Path, store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-            key_file: KeyFiles = None, w: W = 2, address: Address = "auto") -> None:
+def publish(
+    directory: Path,
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    w: W = 2,
+    address: Address = "auto",
+) -> None:
     """Upload a signed artifact directory, replicate to W verified copies, commit."""
-    _emit(_cluster(store, node_root, public_key, key_file, audit, w, address).publish(directory, w=w))
+    _emit(
+        _cluster(store, node_root, public_key, key_file, audit, w, address).publish(directory, w=w)
+    )
 
 
 @app.command()
-def promote(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-            key_file: KeyFiles = None, node: Annotated[str | None, typer.Option(help="Node to promote.")] = None,
-            address: Address = "auto") -> None:
+def promote(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    node: Annotated[str | None, typer.Option(help="Node to promote.")] = None,
+    address: Address = "auto",
+) -> None:
     """Make a standby the primary (default: the one holding the newest committed version)."""
     primary = _cluster(store, node_root, public_key, key_file, audit, 2, address).promote(node)
     _emit({"primary": primary.name})
 
 
 @app.command()
-def rollback(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-             version: Annotated[str | None, typer.Argument(help="Committed version (default: previous).")] = None,
-             key_file: KeyFiles = None, address: Address = "auto") -> None:
+def rollback(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    version: Annotated[
+        str | None, typer.Argument(help="Committed version (default: previous).")
+    ] = None,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Point refs/current at refs/previous, or at any committed version, on every node."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).rollback(version))
 
 
 @app.command("list")
-def list_(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-          key_file: KeyFiles = None, address: Address = "auto") -> None:
+def list_(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Committed versions, refs, and which nodes hold each."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).list_versions())
 
 
 @app.command()
-def status(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-           key_file: KeyFiles = None, address: Address = "auto") -> None:
+def status(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Per node: versions held, current, lag, last verification; dead nodes."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).status())
 
 
 @app.command()
-def backup(url: str, store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-           key_file: KeyFiles = None, address: Address = "auto") -> None:
+def backup(
+    url: str,
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Copy every committed version to a separate store, verified."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).backup(url))
 
 
 @app.command()
-def restore(url: str, store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-            key_file: KeyFiles = None, address: Address = "auto") -> None:
+def restore(
+    url: str,
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Rebuild the primary store from a backup and let every node catch up."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).restore(url))
 
 
 @app.command()
-def repair(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-           key_file: KeyFiles = None, address: Address = "auto") -> None:
+def repair(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Anti-entropy: refetch missing or corrupt blobs from healthy peers; re-verify."""
     report = _cluster(store, node_root, public_key, key_file, audit, 2, address).repair()
     _emit(report)
@@ -159,17 +250,31 @@ def repair(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audi
 
 
 @app.command()
-def gc(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-       key_file: KeyFiles = None, grace_s: Annotated[float, typer.Option(help="Keep uncommitted versions younger than this.")] = 3600.0,
-       address: Address = "auto") -> None:
+def gc(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    grace_s: Annotated[
+        float, typer.Option(help="Keep uncommitted versions younger than this.")
+    ] = 3600.0,
+    address: Address = "auto",
+) -> None:
     """Remove unreferenced blobs and stale uncommitted versions; never a committed one."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).gc(grace_s=grace_s))
 
 
 @app.command("rotate-key")
-def rotate_key(new_key_file: Annotated[Path, typer.Option(help="The new active key file.")],
-               store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-               key_file: KeyFiles = None, address: Address = "auto") -> None:
+def rotate_key(
+    new_key_file: Annotated[Path, typer.Option(help="The new active key file.")],
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    address: Address = "auto",
+) -> None:
     """Re-encrypt every blob with NEW while serving continues (old keys still decrypt)."""
     from replication.keys import KeySpec
 
@@ -178,12 +283,20 @@ def rotate_key(new_key_file: Annotated[Path, typer.Option(help="The new active k
 
 
 @app.command()
-def watch(store: Store, node_root: NodeRoot, public_key: PublicKey, audit: Audit,
-          key_file: KeyFiles = None, interval_s: float = 10.0,
-          rounds: Annotated[int | None, typer.Option(help="Stop after N rounds.")] = None,
-          address: Address = "auto") -> None:
+def watch(
+    store: Store,
+    node_root: NodeRoot,
+    public_key: PublicKey,
+    audit: Audit,
+    key_file: KeyFiles = None,
+    interval_s: float = 10.0,
+    rounds: Annotated[int | None, typer.Option(help="Stop after N rounds.")] = None,
+    address: Address = "auto",
+) -> None:
     """Keep discovering nodes and letting them catch up."""
-    _cluster(store, node_root, public_key, key_file, audit, 2, address).watch(interval_s=interval_s, rounds=rounds)
+    _cluster(store, node_root, public_key, key_file, audit, 2, address).watch(
+        interval_s=interval_s, rounds=rounds
+    )
 
 
 @app.command()
@@ -195,22 +308,38 @@ def keygen(path: Path) -> None:
 
 
 @app.command()
-def checkout(store: Annotated[str, typer.Option("--store", envvar="RECDRILL_NODE_STORE", help="Store to read (a node-local store).")],
-             public_key: PublicKey, key_file: KeyFiles = None,
-             version: Annotated[str | None, typer.Option(help="Committed version (default: current).")] = None,
-             cache_dir: Annotated[Path | None, typer.Option(help="Where checkouts go.")] = None) -> None:
+def checkout(
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store", envvar="RECDRILL_NODE_STORE", help="Store to read (a node-local store)."
+        ),
+    ],
+    public_key: PublicKey,
+    key_file: KeyFiles = None,
+    version: Annotated[
+        str | None, typer.Option(help="Committed version (default: current).")
+    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where checkouts go.")] = None,
+) -> None:
     """Materialise a verified artifact directory (no Ray needed)."""
     from replication.checkout import checkout as do_checkout
     from replication.keys import KeySpec
 
     spec = KeySpec(files=tuple(str(p) for p in key_file or ()))
-    got, path = do_checkout(store, version, public_key_path=public_key, key_provider=spec, cache_dir=cache_dir)
+    got, path = do_checkout(
+        store, version, public_key_path=public_key, key_provider=spec, cache_dir=cache_dir
+    )
     _emit({"version": got, "path": str(path)})
 
 
 @audit_app.command("verify")
-def audit_verify(audit: Audit,
-                 expect_head: Annotated[str | None, typer.Option(help="Known head hash (detects tail truncation).")] = None) -> None:
+def audit_verify(
+    audit: Audit,
+    expect_head: Annotated[
+        str | None, typer.Option(help="Known head hash (detects tail truncation).")
+    ] = None,
+) -> None:
     """Check the audit log's hash chain; exit 6 at the first edited, dropped or reordered entry."""
     from replication.audit import AuditLog
 
@@ -220,7 +349,9 @@ def audit_verify(audit: Audit,
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map ReplicationError subclasses to named exit codes."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         app(args=argv, standalone_mode=False)
     except ReplicationError as exc:
@@ -230,11 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(code)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return int(ExitCode.USAGE)
-        raise
+    except typer.Abort:
+        return int(ExitCode.FAILED)
+    except typer.TyperException as exc:  # usage errors (typer's vendored click)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        return int(ExitCode.USAGE)
     return int(ExitCode.OK)

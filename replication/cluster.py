@@ -90,8 +90,11 @@ class ReplicationCluster:
         self.audit = AuditLog(Path(config.audit_path), self.clock)
         self.keyring = config.key_spec.load()
         self.fleet: Fleet = fleet or RayFleet(
-            config.node_root, config.key_spec, str(config.public_key_path),
-            detached=config.detached, timeout_s=config.call_timeout_s,
+            config.node_root,
+            config.key_spec,
+            str(config.public_key_path),
+            detached=config.detached,
+            timeout_s=config.call_timeout_s,
         )
         self.nodes: list[str] = []
         self.dead: set[str] = set()
@@ -137,7 +140,9 @@ class ReplicationCluster:
 
     def _write_override(self, node: str | None, reason: str) -> None:
         epoch = (self._override() or {"epoch": 0})["epoch"] + 1
-        body = json.dumps({"node": node, "epoch": epoch, "at": _iso(self.clock.now()), "reason": reason})
+        body = json.dumps(
+            {"node": node, "epoch": epoch, "at": _iso(self.clock.now()), "reason": reason}
+        )
         self._call(self.nodes, "s_write_bytes", "refs/primary", body.encode())
 
     def resolve_primary(self) -> Primary:
@@ -171,7 +176,9 @@ class ReplicationCluster:
             if isinstance(inv, Exception):
                 out.append(Candidate(name, {}, alive=False))
             else:
-                out.append(Candidate(name, {v: s for v, s in inv.committed().items() if inv.complete(v)}))
+                out.append(
+                    Candidate(name, {v: s for v, s in inv.committed().items() if inv.complete(v)})
+                )
         return out
 
     def promote(self, node: str | None = None, *, reason: str = "operator") -> Primary:
@@ -183,8 +190,12 @@ class ReplicationCluster:
         self._write_override(chosen, reason)
         primary = Primary("node", chosen, chosen)
         current = self.vs_of(primary).get_ref("current")
-        self.audit.append(self.config.actor, "promote", version=current.version if current else None,
-                          details={"node": chosen, "reason": reason})
+        self.audit.append(
+            self.config.actor,
+            "promote",
+            version=current.version if current else None,
+            details={"node": chosen, "reason": reason},
+        )
         log.warning("promoted %s to primary (%s)", chosen, reason)
         return primary
 
@@ -196,7 +207,9 @@ class ReplicationCluster:
         validate_w(w, len(self.nodes))
         primary = self.resolve_primary()
         pvs = self.vs_of(primary)
-        record = upload_artifact(Path(directory), pvs, self.config.public_key_path, now=self.clock.now())
+        record = upload_artifact(
+            Path(directory), pvs, self.config.public_key_path, now=self.clock.now()
+        )
         version = record.version
         digests = {f.path: f.sha256 for f in record.files}
         prepared = self._acks(self._call(self.nodes, "prepare", primary.spec, version))
@@ -204,14 +217,21 @@ class ReplicationCluster:
             self._call(self.nodes, "abort", version)
             if primary.kind == "store":
                 pvs.delete_record(version)
-            self.audit.append(self.config.actor, "publish-aborted", version=version, digests=digests,
-                              details={"w": w, "acks": {a.node: a.detail for a in prepared}})
+            self.audit.append(
+                self.config.actor,
+                "publish-aborted",
+                version=version,
+                digests=digests,
+                details={"w": w, "acks": {a.node: a.detail for a in prepared}},
+            )
             got = sum(a.ok for a in prepared)
             raise QuorumNotReached(
                 f"publish {version}: expected {w} verified copies, got {got} "
                 f"({ {a.node: a.detail for a in prepared if not a.ok} }); nothing was committed"
             )
-        ref = Ref(version, next_seq(r.seq for r in pvs.committed().values()), _iso(self.clock.now()))
+        ref = Ref(
+            version, next_seq(r.seq for r in pvs.committed().values()), _iso(self.clock.now())
+        )
         pvs.mark_committed(ref)  # the commit point
         pvs.flip_current(ref)
         ok_nodes = [a.node for a in prepared if a.ok]
@@ -221,12 +241,18 @@ class ReplicationCluster:
             "seq": ref.seq,
             "w": w,
             "primary": primary.name,
+            "prepared": {a.node: a.detail for a in prepared if a.ok},
             "committed_on": [a.node for a in committed if a.ok],
             "failed": {a.node: a.detail for a in prepared + committed if not a.ok},
             "lag": self.lag(),
         }
-        self.audit.append(self.config.actor, "publish", version=version, digests=digests,
-                          details={k: result[k] for k in ("seq", "w", "primary", "committed_on", "failed")})
+        self.audit.append(
+            self.config.actor,
+            "publish",
+            version=version,
+            digests=digests,
+            details={k: result[k] for k in ("seq", "w", "primary", "committed_on", "failed")},
+        )
         return result
 
     # -- read-only views -------------------------------------------------------------------
@@ -245,14 +271,24 @@ class ReplicationCluster:
         primary = self.resolve_primary()
         pvs = self.vs_of(primary)
         current, previous = pvs.get_ref("current"), pvs.get_ref("previous")
-        statuses = {n: s for n, s in self._call(self.nodes, "status").items() if isinstance(s, dict)}
+        statuses = {
+            n: s for n, s in self._call(self.nodes, "status").items() if isinstance(s, dict)
+        }
         versions = [
-            {"version": v, "seq": r.seq, "committed_at": r.at,
-             "nodes": sorted(n for n, s in statuses.items() if v in s["committed"])}
+            {
+                "version": v,
+                "seq": r.seq,
+                "committed_at": r.at,
+                "nodes": sorted(n for n, s in statuses.items() if v in s["committed"]),
+            }
             for v, r in sorted(pvs.committed().items(), key=lambda kv: kv[1].seq)
         ]
-        return {"primary": primary.name, "current": current.version if current else None,
-                "previous": previous.version if previous else None, "versions": versions}
+        return {
+            "primary": primary.name,
+            "current": current.version if current else None,
+            "previous": previous.version if previous else None,
+            "versions": versions,
+        }
 
     def status(self) -> dict[str, Any]:
         """Per node: versions held, current, lag, last verification; plus dead nodes."""
@@ -278,15 +314,23 @@ class ReplicationCluster:
         if version is None:
             prev = pvs.get_ref("previous")
             if prev is None:
-                raise VersionError("nothing to roll back to: refs/previous is empty; pass a version")
+                raise VersionError(
+                    "nothing to roll back to: refs/previous is empty; pass a version"
+                )
             version = prev.version
         if version not in committed:
-            raise VersionError(f"cannot roll back to {version}: not committed (committed: {sorted(committed)})")
+            raise VersionError(
+                f"cannot roll back to {version}: not committed (committed: {sorted(committed)})"
+            )
         ref = committed[version]
         pvs.flip_current(ref)
         acks = self._acks(self._call(self.nodes, "set_current", ref))
-        self.audit.append(self.config.actor, "rollback", version=version,
-                          details={"nodes": {a.node: a.ok for a in acks}})
+        self.audit.append(
+            self.config.actor,
+            "rollback",
+            version=version,
+            details={"nodes": {a.node: a.ok for a in acks}},
+        )
         return {"current": version, "nodes": {a.node: a.ok or a.detail for a in acks}}
 
     def catch_up(self) -> dict[str, Any]:
@@ -298,7 +342,10 @@ class ReplicationCluster:
         synced = {n: r for n, r in results.items() if isinstance(r, dict) and r["versions"]}
         if synced:
             self.audit.append(self.config.actor, "catch-up", details={"nodes": synced})
-        return {n: (r if isinstance(r, dict) else f"{type(r).__name__}: {r}") for n, r in results.items()}
+        return {
+            n: (r if isinstance(r, dict) else f"{type(r).__name__}: {r}")
+            for n, r in results.items()
+        }
 
     # -- maintenance (see replication.maintenance) -------------------------------------------
     def repair(self) -> dict[str, Any]:

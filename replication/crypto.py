@@ -88,9 +88,7 @@ def encrypt_chunks(
         yield aead.encrypt(nonce, piece, _aad(header, digest, index, final))
 
 
-def decrypt_chunks(
-    sealed: Iterable[bytes], keyring: Keyring, *, digest: str
-) -> Iterator[bytes]:
+def decrypt_chunks(sealed: Iterable[bytes], keyring: Keyring, *, digest: str) -> Iterator[bytes]:
     """Decrypt an envelope stream; raises IntegrityError on any tampering or truncation."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -102,7 +100,9 @@ def decrypt_chunks(
         if len(buf) >= _HEADER.size:
             break
     if len(buf) < _HEADER.size or not is_encrypted(bytes(buf)):
-        raise IntegrityError("not an encrypted envelope (header missing or truncated)", digest=digest)
+        raise IntegrityError(
+            "not an encrypted envelope (header missing or truncated)", digest=digest
+        )
     header = bytes(buf[: _HEADER.size])
     _, raw_key_id, chunk_bytes, prefix = _HEADER.unpack(header)
     key_id = raw_key_id.decode("ascii", "replace")

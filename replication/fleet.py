@@ -47,8 +47,15 @@ class Fleet(Protocol):
 class RayFleet:
     """One ``Replicator`` actor per live Ray node, pinned with NodeAffinitySchedulingStrategy."""
 
-    def __init__(self, node_root: str, key_spec: KeySpec, public_key_path: str, *,
-                 detached: bool = True, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        node_root: str,
+        key_spec: KeySpec,
+        public_key_path: str,
+        *,
+        detached: bool = True,
+        timeout_s: float = 300.0,
+    ) -> None:
         self.node_root = node_root
         self.key_spec = key_spec
         self.public_key_path = public_key_path
@@ -75,8 +82,12 @@ class RayFleet:
                     get_if_exists=True,
                     lifetime="detached" if self.detached else None,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                ).remote(name, str(node_store_path(self.node_root, node_id)), self.key_spec,
-                         str(self.public_key_path))
+                ).remote(
+                    name,
+                    str(node_store_path(self.node_root, node_id)),
+                    self.key_spec,
+                    str(self.public_key_path),
+                )
         self.handles.update(fresh)
         pings = self.call(sorted(fresh), "ping", timeout_s=60.0)
         for name, result in pings.items():
@@ -87,7 +98,9 @@ class RayFleet:
     def call(self, names: list[str], method: str, *args: Any, timeout_s: float) -> dict[str, Any]:
         import ray
 
-        refs = {getattr(self.handles[n], method).remote(*args): n for n in names if n in self.handles}
+        refs = {
+            getattr(self.handles[n], method).remote(*args): n for n in names if n in self.handles
+        }
         if not refs:
             return {}
         ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
@@ -114,17 +127,21 @@ class LocalFleet:
         self.down: set[str] = set()
 
     @classmethod
-    def create(cls, root: str | Path, names: list[str], key_spec: KeySpec,
-               public_key_path: str | Path) -> LocalFleet:
+    def create(
+        cls, root: str | Path, names: list[str], key_spec: KeySpec, public_key_path: str | Path
+    ) -> LocalFleet:
         fleet = cls({})
         for name in names:
             fleet.add(name, Path(root) / name / "store", key_spec, public_key_path)
         return fleet
 
-    def add(self, name: str, store_url: str | Path, key_spec: KeySpec, public_key_path: str | Path) -> None:
+    def add(
+        self, name: str, store_url: str | Path, key_spec: KeySpec, public_key_path: str | Path
+    ) -> None:
         """Join a new node (it starts empty)."""
-        self.replicators[name] = Replicator(name, str(store_url), key_spec, str(public_key_path),
-                                            resolve=self._resolve)
+        self.replicators[name] = Replicator(
+            name, str(store_url), key_spec, str(public_key_path), resolve=self._resolve
+        )
 
     def kill(self, name: str) -> None:
         """Simulate a dead node: calls to it fail, it is reported dead."""

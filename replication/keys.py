@@ -38,7 +38,9 @@ def _decode(text: str, source: str) -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"{source}: expected a base64 32-byte key, found undecodable text") from exc
+        raise ConfigError(
+            f"{source}: expected a base64 32-byte key, found undecodable text"
+        ) from exc
     if len(key) != KEY_BYTES:
         raise ConfigError(
             f"{source}: expected a {KEY_BYTES}-byte AES-256 key, found {len(key)} bytes; "

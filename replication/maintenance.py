@@ -35,14 +35,20 @@ def repair(rc: ReplicationCluster) -> dict[str, Any]:
     rc.discover()
     primary = rc.resolve_primary()
     pvs = rc.vs_of(primary)
-    invs = {n: i for n, i in rc._call(rc.nodes, "inventory", True).items() if not isinstance(i, Exception)}
+    invs = {
+        n: i
+        for n, i in rc._call(rc.nodes, "inventory", True).items()
+        if not isinstance(i, Exception)
+    }
     if primary.kind == "store":
         invs["primary"] = pvs.inventory(deep=True)
     steps, stuck = plan_repair(list(invs.values()), prefer=[primary.name])
-    healed, failed = [], []
+    healed: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
     for step in steps:
         source = (
-            ("store", rc.config.primary_url) if step.source == "primary" and primary.kind == "store"
+            ("store", rc.config.primary_url)
+            if step.source == "primary" and primary.kind == "store"
             else ("peer", actor_name(step.source))
         )
         if step.node == "primary":
@@ -57,8 +63,10 @@ def repair(rc: ReplicationCluster) -> dict[str, Any]:
         entry = {"node": step.node, "digest": step.digest, "source": step.source}
         (healed if ok else failed).append({**entry, **({"error": detail} if not ok else {})})
     caught_up = rc.catch_up()
-    verified = {n: r if isinstance(r, dict) else str(r)
-                for n, r in rc._call(rc.nodes, "verify_versions").items()}
+    verified = {
+        n: r if isinstance(r, dict) else str(r)
+        for n, r in rc._call(rc.nodes, "verify_versions").items()
+    }
     report = {
         "healed": healed,
         "failed": failed,
@@ -66,8 +74,11 @@ def repair(rc: ReplicationCluster) -> dict[str, Any]:
         "caught_up": caught_up,
         "verified": verified,
     }
-    rc.audit.append(rc.config.actor, "repair", details={
-        "healed": healed, "failed": failed, "unrepairable": report["unrepairable"]})
+    rc.audit.append(
+        rc.config.actor,
+        "repair",
+        details={"healed": healed, "failed": failed, "unrepairable": report["unrepairable"]},
+    )
     return report
 
 
@@ -86,8 +97,11 @@ def backup(rc: ReplicationCluster, url: str) -> dict[str, Any]:
     plan = copy_versions(pvs, bvs, versions)
     copy_refs(pvs, bvs)
     _verify_all(bvs, rc.config.public_key_path)
-    rc.audit.append(rc.config.actor, "backup", details={
-        "url": url, "versions": versions, "blobs_copied": len(plan.fetch)})
+    rc.audit.append(
+        rc.config.actor,
+        "backup",
+        details={"url": url, "versions": versions, "blobs_copied": len(plan.fetch)},
+    )
     return {"url": url, "versions": versions, "blobs_copied": len(plan.fetch)}
 
 
@@ -114,9 +128,17 @@ def restore(rc: ReplicationCluster, url: str) -> dict[str, Any]:
         versions += newer
     rc._write_override(None, f"restored from {url}")
     caught_up = rc.catch_up()
-    rc.audit.append(rc.config.actor, "restore", details={
-        "url": url, "versions": versions, "blobs_copied": len(plan.fetch)})
-    return {"url": url, "versions": versions, "blobs_copied": len(plan.fetch), "caught_up": caught_up}
+    rc.audit.append(
+        rc.config.actor,
+        "restore",
+        details={"url": url, "versions": versions, "blobs_copied": len(plan.fetch)},
+    )
+    return {
+        "url": url,
+        "versions": versions,
+        "blobs_copied": len(plan.fetch),
+        "caught_up": caught_up,
+    }
 
 
 def gc(rc: ReplicationCluster, *, grace_s: float = 3600.0) -> dict[str, Any]:
@@ -134,7 +156,8 @@ def gc(rc: ReplicationCluster, *, grace_s: float = 3600.0) -> dict[str, Any]:
     for name, plan in rc._call(rc.nodes, "gc", now, grace_s).items():
         out[name] = (
             {"records": list(plan.records), "blobs": len(plan.blobs)}
-            if not isinstance(plan, Exception) else f"{type(plan).__name__}: {plan}"
+            if not isinstance(plan, Exception)
+            else f"{type(plan).__name__}: {plan}"
         )
     rc.audit.append(rc.config.actor, "gc", details={"grace_s": grace_s, "stores": out})
     return out
@@ -148,7 +171,9 @@ def rotate_key(rc: ReplicationCluster, key_spec: KeySpec) -> dict[str, Any]:
     primary = rc.resolve_primary()
     new_ring = key_spec.load()
     if not new_ring.encrypting:
-        raise ConfigError("rotate-key needs an active key: pass --key-file NEW (and the old one after it)")
+        raise ConfigError(
+            "rotate-key needs an active key: pass --key-file NEW (and the old one after it)"
+        )
     rc._call(rc.nodes, "set_keys", key_spec)
     rc.keyring = new_ring
     out: dict[str, Any] = {}
@@ -156,5 +181,7 @@ def rotate_key(rc: ReplicationCluster, key_spec: KeySpec) -> dict[str, Any]:
         out["primary"] = reseal_store(rc.vs_of(primary))
     for name, n in rc._call(rc.nodes, "reseal").items():
         out[name] = n if isinstance(n, int) else f"{type(n).__name__}: {n}"
-    rc.audit.append(rc.config.actor, "rotate-key", details={"key_id": new_ring.active_id, "resealed": out})
+    rc.audit.append(
+        rc.config.actor, "rotate-key", details={"key_id": new_ring.active_id, "resealed": out}
+    )
     return {"key_id": new_ring.active_id, "resealed": out}

@@ -100,7 +100,8 @@ def plan_sync(source: Inventory, target: Inventory, versions: Iterable[str]) -> 
             if digest not in target.healthy_blobs:
                 fetch[digest] = None
     need_record = tuple(
-        v for v in wanted
+        v
+        for v in wanted
         if v not in target.versions or target.versions[v].seq != source.versions[v].seq
     )
     drop = tuple(sorted(d for d in fetch if d in target.corrupt))
@@ -111,9 +112,9 @@ def plan_catch_up(primary: Inventory, target: Inventory) -> SyncPlan:
     """Plan syncing every committed version of ``primary`` that ``target`` lacks or holds stale."""
     committed = sorted(primary.committed().items(), key=lambda kv: kv[1])
     wanted = [
-        v for v, seq in committed
-        if primary.complete(v)
-        and not (target.complete(v) and target.versions[v].seq == seq)
+        v
+        for v, seq in committed
+        if primary.complete(v) and not (target.complete(v) and target.versions[v].seq == seq)
     ]
     return plan_sync(primary, target, wanted)
 
@@ -169,7 +170,8 @@ def plan_gc(inv: Inventory, *, now: float, grace_s: float) -> GcPlan:
     """
     drop = tuple(
         sorted(
-            v for v, info in inv.versions.items()
+            v
+            for v, info in inv.versions.items()
             if info.seq is None and now - info.prepared_at >= grace_s
         )
     )

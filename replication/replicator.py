@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -65,7 +66,9 @@ class ActorStore:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ReplicationError):
                 raise cause from exc
-            raise StoreError(f"peer store {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(
+                f"peer store {self.url} unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def local_path(self) -> Path | None:
         return None
@@ -154,6 +157,10 @@ class Replicator:
     def ping(self) -> str:
         return self.node
 
+    def pid(self) -> int:
+        """Process id (drills kill it to simulate losing the node mid-operation)."""
+        return os.getpid()
+
     def _source(self, spec: SourceSpec) -> VersionStore:
         return VersionStore(self._resolve(spec), self.vs.keyring, node=spec[1])
 
@@ -203,7 +210,9 @@ class Replicator:
         inv = self.vs.inventory(deep=deep)
         if deep:
             self.last_verification = {
-                "at": self._clock.now(), "ok": not inv.corrupt, "corrupt": sorted(inv.corrupt),
+                "at": self._clock.now(),
+                "ok": not inv.corrupt,
+                "corrupt": sorted(inv.corrupt),
             }
         return inv
 
@@ -310,4 +319,5 @@ def actor_class() -> Any:
     """``Replicator`` as a Ray actor class (threaded, so peers can read while it syncs)."""
     import ray
 
-    return ray.remote(num_cpus=0, max_concurrency=8, max_restarts=0)(Replicator)
+    # max_concurrency is an actor option that ray's typing stubs do not list.
+    return ray.remote(num_cpus=0, max_concurrency=8, max_restarts=0)(Replicator)  # type: ignore[call-overload]

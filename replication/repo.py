@@ -145,7 +145,9 @@ class VersionStore:
                 f"store {self.store.url} ({self.node}) is unreachable or not initialised: {exc}"
             ) from exc
         if marker.get("format") != STORE_FORMAT:
-            raise StoreUnavailable(f"{self.store.url}: expected format {STORE_FORMAT}, found {marker}")
+            raise StoreUnavailable(
+                f"{self.store.url}: expected format {STORE_FORMAT}, found {marker}"
+            )
 
     # -- blobs ---------------------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
@@ -188,8 +190,9 @@ class VersionStore:
             stored = self.store.iter_chunks(_blob_key(digest))
             first = next(stored, b"")
         except NotFound as exc:
-            raise IntegrityError("blob missing", version=version, path=path, node=self.node,
-                                 digest=digest) from exc
+            raise IntegrityError(
+                "blob missing", version=version, path=path, node=self.node, digest=digest
+            ) from exc
         chunks = _prepend(first, stored)
         try:
             if is_encrypted(first):
@@ -199,19 +202,27 @@ class VersionStore:
                 hasher.update(chunk)
                 yield chunk
         except IntegrityError as exc:
-            raise IntegrityError(exc.detail, version=version, path=path, node=self.node,
-                                 digest=digest) from exc
+            raise IntegrityError(
+                exc.detail, version=version, path=path, node=self.node, digest=digest
+            ) from exc
         except KeyMissingError as exc:
-            raise KeyMissingError(f"{version or '?'}/{path or digest[:12]} on {self.node}: {exc}") from exc
+            raise KeyMissingError(
+                f"{version or '?'}/{path or digest[:12]} on {self.node}: {exc}"
+            ) from exc
         found = hasher.hexdigest()
         if found != digest:
             raise IntegrityError(
                 f"sha256 mismatch: expected {digest}, found {found}; the copy is corrupt, run "
                 "`python -m replication repair`",
-                version=version, path=path, node=self.node, digest=digest,
+                version=version,
+                path=path,
+                node=self.node,
+                digest=digest,
             )
 
-    def verify_blob(self, digest: str, *, version: str | None = None, path: str | None = None) -> None:
+    def verify_blob(
+        self, digest: str, *, version: str | None = None, path: str | None = None
+    ) -> None:
         """Read a whole blob through verification, discarding the plaintext."""
         for _ in self.read_blob(digest, version=version, path=path):
             pass
@@ -241,10 +252,13 @@ class VersionStore:
         try:
             return VersionRecord.from_json_bytes(self.store.read_bytes(key))
         except NotFound as exc:
-            raise VersionError(f"version {version} is not in store {self.store.url} ({self.node})") from exc
+            raise VersionError(
+                f"version {version} is not in store {self.store.url} ({self.node})"
+            ) from exc
         except (ValueError, TypeError, KeyError) as exc:
-            raise IntegrityError(f"unreadable version record: {exc}", version=version,
-                                 path=key, node=self.node) from exc
+            raise IntegrityError(
+                f"unreadable version record: {exc}", version=version, path=key, node=self.node
+            ) from exc
 
     def has_record(self, version: str) -> bool:
         return self.store.exists(f"manifests/{check_version_name(version)}.json")
@@ -268,7 +282,9 @@ class VersionStore:
         self.store.write_bytes(f"refs/{name}", ref.to_json_bytes())
 
     def mark_committed(self, ref: Ref) -> None:
-        self.store.write_bytes(f"refs/committed/{check_version_name(ref.version)}", ref.to_json_bytes())
+        self.store.write_bytes(
+            f"refs/committed/{check_version_name(ref.version)}", ref.to_json_bytes()
+        )
 
     def committed(self) -> dict[str, Ref]:
         out = {}
@@ -307,8 +323,9 @@ class VersionStore:
                 except (IntegrityError, KeyMissingError):
                     corrupt.add(digest)
         current = self.get_ref("current")
-        return Inventory(self.node, versions, blobs, frozenset(corrupt),
-                         current.version if current else None)
+        return Inventory(
+            self.node, versions, blobs, frozenset(corrupt), current.version if current else None
+        )
 
 
 def _read_chunks(path: Path) -> Iterator[bytes]:

@@ -61,7 +61,9 @@ class FsspecStore:
                 "(e.g. s3fs, gcsfs) or pass a plain path"
             ) from exc
         self._root = root.rstrip("/")
-        protocols = self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
+        protocols = (
+            self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
+        )
         self._local = "file" in protocols or "local" in protocols
 
     def _path(self, key: str) -> str:
@@ -138,7 +140,9 @@ class FsspecStore:
             raise StoreUnavailable(f"listing {prefix} in {self.url} failed: {exc}") from exc
         keys = []
         for full in found:
-            rel = str(full)[len(self._root) + 1 :] if str(full).startswith(self._root) else str(full)
+            rel = (
+                str(full)[len(self._root) + 1 :] if str(full).startswith(self._root) else str(full)
+            )
             if ".tmp" not in rel.rsplit("/", 1)[-1]:
                 keys.append(rel)
         return sorted(keys)
@@ -232,7 +236,9 @@ def open_store(url: str | os.PathLike[str]) -> Store:
     """
     text = os.fspath(url)
     if not text:
-        raise StoreError("empty store URL: pass a directory path or an fsspec URL such as s3://bucket/x")
+        raise StoreError(
+            "empty store URL: pass a directory path or an fsspec URL such as s3://bucket/x"
+        )
     if text.startswith("memory://"):
         return _MEMORY_STORES.setdefault(text, MemoryStore(text))
     if "://" not in text:

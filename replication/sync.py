@@ -19,7 +19,12 @@ from replication.plan import GcPlan, SyncPlan, plan_catch_up, plan_sync
 from replication.repo import VersionRecord, VersionStore, check_version_name
 
 __all__ = [
-    "apply_gc", "apply_sync", "catch_up", "copy_refs", "copy_versions", "reseal_store",
+    "apply_gc",
+    "apply_sync",
+    "catch_up",
+    "copy_refs",
+    "copy_versions",
+    "reseal_store",
     "upload_artifact",
 ]
 

@@ -1,8 +1,59 @@
-"""Serving stage: onnxruntime model runners behind Ray Serve (HTTP and gRPC).
+"""Serving stage: the recommender on Ray Serve over HTTP and gRPC, with failover.
 
-Never imports torch or training/: replicas load ONNX with onnxruntime only.
+Each replica runs a Ray-free ``ModelRunner`` (onnxruntime only; never torch) behind its own
+HTTP + gRPC entry server; Ray Serve places, restarts and reconfigures the replicas. Clients
+(``Client``) hold several endpoints and retry on the next one; every replica answers from the
+fallback tier (``degraded: true``) when its model cannot answer in time.
+
+Example:
+    >>> from serving import Client, RecommendRequest  # doctest: +SKIP
+    >>> async with Client(["http://127.0.0.1:8100"]) as c:  # doctest: +SKIP
+    ...     print((await c.recommend(RecommendRequest(user_id="1", k=5))).items)
+
+Ray is imported only by ``serving.deployment`` and ``serving.cli``, never here.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from serving.admission import AdmissionPolicy, Decision, decide
+from serving.client import Client, recommend_sync
+from serving.errors import (
+    ClientError,
+    InvalidRequest,
+    ModelLoadError,
+    NotReady,
+    Overloaded,
+    ServingError,
+    Unauthorized,
+)
+from serving.retry import RetryPolicy
+from serving.runner import ModelRunner
+from serving.schemas import Item, RecommendRequest, RecommendResponse
+from serving.service import RecommendService, ServiceConfig
+from serving.source import ArtifactSource, DirectorySource, StoreSource, make_source
+
+__all__ = [
+    "AdmissionPolicy",
+    "ArtifactSource",
+    "Client",
+    "ClientError",
+    "Decision",
+    "DirectorySource",
+    "InvalidRequest",
+    "Item",
+    "ModelLoadError",
+    "ModelRunner",
+    "NotReady",
+    "Overloaded",
+    "RecommendRequest",
+    "RecommendResponse",
+    "RecommendService",
+    "RetryPolicy",
+    "ServiceConfig",
+    "ServingError",
+    "StoreSource",
+    "Unauthorized",
+    "decide",
+    "make_source",
+    "recommend_sync",
+]

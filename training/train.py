@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -81,14 +81,29 @@ def torch_scorer(model: SASRec) -> Scorer:
     return score
 
 
+def length_batches(lengths: np.ndarray, batch_size: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of windows of similar length, in random order (less padding to compute).
+
+    Example:
+        >>> sorted(len(b) for b in length_batches(np.array([1, 5, 2, 6]), 2, np.random.default_rng(0)))
+        [2, 2]
+    """
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def _epoch(model: SASRec, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray,
            batch_size: int, rng: np.random.Generator) -> float:
     model.train()
-    order = rng.permutation(len(x))
+    lengths = (x > 0).sum(axis=1)
     total, batches = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        inputs, targets = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+    for idx in length_batches(lengths, batch_size, rng):
+        # Left padding: dropping all-pad leading columns changes nothing but the cost.
+        width = max(int(lengths[idx].max()), 1)
+        inputs = torch.from_numpy(x[idx, -width:])
+        targets = torch.from_numpy(y[idx, -width:])
         logits = model.item_logits(model.hidden_states(inputs))
         # Target index 0 is padding; shifting by one makes it -1, which the loss ignores.
         loss = F.cross_entropy(logits.reshape(-1, model.n_items), (targets - 1).reshape(-1),
@@ -102,7 +117,8 @@ def _epoch(model: SASRec, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np
 
 
 def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfig(),
-                      config: TrainConfig = TrainConfig(), progress: bool = True) -> TrainResult:
+                      config: TrainConfig = TrainConfig(), progress: bool = True,
+                      on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Train on the training part, early-stop on validation NDCG@10 (unfiltered)."""
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed)
@@ -124,6 +140,8 @@ def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfi
             result = evaluate(torch_scorer(model), valid_hist, valid_tgt)
             ndcg = result.unfiltered.ndcg
             history.append({"epoch": epoch, "loss": loss, **result.as_dict()})
+            if on_epoch is not None:
+                on_epoch(history[-1])
             if ndcg > best_ndcg:
                 best_state, best_ndcg, best_epoch, best_eval = (
                     copy.deepcopy(model.state_dict()), ndcg, epoch, result)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,31 +23,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "replication"))
 
-from artifact_factory import SigningKeys, make_artifact, make_keys  # noqa: E402
+from artifact_factory import SigningKeys, make_artifact, make_keys
 
-from replication.checkout import node_name  # noqa: E402
-from replication.cluster import ClusterConfig, ReplicationCluster  # noqa: E402
-from replication.errors import ConfigError, IntegrityError, QuorumNotReached  # noqa: E402
-from replication.keys import KeySpec, generate_key_file  # noqa: E402
+from replication.checkout import node_name
+from replication.cluster import ClusterConfig, ReplicationCluster
+from replication.errors import ConfigError, IntegrityError, QuorumNotReached
+from replication.keys import KeySpec, generate_key_file
+from replication.localcluster import local_ray_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MB = 1024 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+def _wait_for(
+    predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.01
+) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
@@ -63,9 +58,14 @@ class Env:
         generate_key_file(store_key)
         self.key_spec = KeySpec(files=(str(store_key),), env_var=None)
         self.config = ClusterConfig(
-            primary_url=str(root / "primary"), node_root=str(root / "nodes"),
-            public_key_path=str(self.keys.public), audit_path=str(root / "audit.jsonl"),
-            key_spec=self.key_spec, w=2, actor="pytest@integration", call_timeout_s=90.0,
+            primary_url=str(root / "primary"),
+            node_root=str(root / "nodes"),
+            public_key_path=str(self.keys.public),
+            audit_path=str(root / "audit.jsonl"),
+            key_spec=self.key_spec,
+            w=2,
+            actor="pytest@integration",
+            call_timeout_s=90.0,
             detached=False,
         )
         self.rc = ReplicationCluster(self.config)
@@ -74,9 +74,20 @@ class Env:
     def artifact(self, version: str, model_bytes: int = 64 * 1024) -> Path:
         return make_artifact(self.root / "artifacts", version, self.keys, model_bytes=model_bytes)
 
-    def kill_raylet(self, worker: Any) -> str:
-        os.kill(worker.all_processes["raylet"][0].process.pid, signal.SIGKILL)
+    def kill_raylet(self, worker: Any, *, with_replicator: bool = False) -> str:
+        """SIGKILL the node's raylet; ``with_replicator`` also kills its replicator process,
+        which otherwise finishes the call it is serving (a whole-machine loss)."""
+        import ray
+
         name = node_name(worker.node_id)
+        pid = (
+            ray.get(self.rc.fleet.handles[name].pid.remote(), timeout=30)
+            if with_replicator
+            else None
+        )
+        os.kill(worker.all_processes["raylet"][0].process.pid, signal.SIGKILL)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
         self.killed.append(name)
         return name
 
@@ -85,21 +96,32 @@ class Env:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        def load_here(root: str, public_key: str, spec: KeySpec, cache: str) -> tuple[str, str, list[str]]:
+        def load_here(
+            root: str, public_key: str, spec: KeySpec, cache: str
+        ) -> tuple[str, str, list[str]]:
             from replication.checkout import checkout, node_store_path
 
             node_id = ray.get_runtime_context().get_node_id()
-            version, path = checkout(node_store_path(root), public_key_path=public_key,
-                                     key_provider=spec, cache_dir=f"{cache}/{node_id}")
+            version, path = checkout(
+                node_store_path(root),
+                public_key_path=public_key,
+                key_provider=spec,
+                cache_dir=f"{cache}/{node_id}",
+            )
             return node_id, version, sorted(p.name for p in path.iterdir())
 
         task = ray.remote(num_cpus=0, max_retries=0)(load_here)
         refs = {
             node_name(n["NodeID"]): task.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-            ).remote(self.config.node_root, str(self.keys.public), self.key_spec,
-                     str(self.root / "readers" / cache_tag))
-            for n in ray.nodes() if n["Alive"]
+            ).remote(
+                self.config.node_root,
+                str(self.keys.public),
+                self.key_spec,
+                str(self.root / "readers" / cache_tag),
+            )
+            for n in ray.nodes()
+            if n["Alive"]
         }
         out = {}
         for name, ref in refs.items():
@@ -111,35 +133,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    import ray
-    from ray.cluster_utils import Cluster
-
-    root = Path(tempfile.mkdtemp(prefix="rdrep-", dir="/tmp"))  # short: socket paths
-    (root / "ray").mkdir()
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "PYTHONPATH")}
-    os.environ["RAY_TMPDIR"] = str(root)  # keeps ray_current_cluster out of the shared /tmp/ray
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
-    cluster = None
-    try:
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "object_store_memory": 80 * MB, "include_dashboard": False,
-            "temp_dir": str(root / "ray"), "gcs_server_port": _free_port(),
-            "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
-                               "health_check_failure_threshold": 4},
-        })
-        workers = [cluster.add_node(num_cpus=1, object_store_memory=80 * MB) for _ in range(3)]
-        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
-        yield Env(root, cluster, workers)
-    finally:
-        ray.shutdown()
-        if cluster is not None:
-            cluster.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(root, ignore_errors=True)
+    with local_ray_cluster(workers=3, object_store_mb=80) as lc:
+        yield Env(lc.root, lc.cluster, lc.workers)
 
 
 def test_publish_w2_commits_after_verified_copies_and_every_node_loads_it(env: Env) -> None:
@@ -151,12 +146,20 @@ def test_publish_w2_commits_after_verified_copies_and_every_node_loads_it(env: E
     assert len(loaded) == 4
     for version, files in loaded.values():
         assert version == "v1"
-        assert files == ["fallback.npz", "items.parquet", "manifest.json", "model.onnx", "model.sig"]
+        assert files == [
+            "fallback.npz",
+            "items.parquet",
+            "manifest.json",
+            "model.onnx",
+            "model.sig",
+        ]
     assert set(env.rc.status()["nodes"]) == set(loaded)
 
 
 def test_raylet_sigkill_during_and_after_publish_loses_no_committed_version(env: Env) -> None:
-    art = env.artifact("v2", model_bytes=24 * MB)
+    art = env.artifact("v2", model_bytes=48 * MB)
+    victim_store = Path(env.config.node_root) / node_name(env.workers[0].node_id) / "store"
+    blobs_before = set(os.listdir(victim_store / "blobs" / "sha256"))
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -167,12 +170,22 @@ def test_raylet_sigkill_during_and_after_publish_loses_no_committed_version(env:
 
     publisher = threading.Thread(target=run)
     publisher.start()
-    _wait_for(lambda: (env.root / "primary" / "manifests" / "v2.json").exists(), 60, "upload")
-    victim = env.kill_raylet(env.workers[0])  # during the prepare phase
+    # Kill as soon as the victim starts receiving v2 (a new blob or its temp file appears).
+    _wait_for(
+        lambda: set(os.listdir(victim_store / "blobs" / "sha256")) - blobs_before,
+        60,
+        "the victim to start copying v2",
+    )
+    victim = env.kill_raylet(env.workers[0], with_replicator=True)  # during the prepare phase
     publisher.join(timeout=120)
     assert not publisher.is_alive()
-    _wait_for(lambda: victim in env.rc.status()["nodes"] and not env.rc.status()["nodes"][victim]["alive"],
-              30, "the dead node to be noticed")
+    _wait_for(
+        lambda: (
+            victim in env.rc.status()["nodes"] and not env.rc.status()["nodes"][victim]["alive"]
+        ),
+        30,
+        "the dead node to be noticed",
+    )
 
     print("publish under SIGKILL:", outcome.get("result") or repr(outcome.get("aborted")))
     listing = env.rc.list_versions()
@@ -184,10 +197,21 @@ def test_raylet_sigkill_during_and_after_publish_loses_no_committed_version(env:
         assert committed == ["v1"]
         assert all("v2" not in s["held"] for s in live_status.values())
     assert all(set(s["committed"]) == set(committed) for s in live_status.values())
+    from replication.repo import VersionStore
+    from replication.store import open_store
+
+    dead_inv = VersionStore(open_store(victim_store), env.key_spec.load(), node=victim).inventory(
+        deep=True
+    )
+    assert set(dead_inv.committed()) <= set(committed)  # the dead node never committed more
+    assert all(dead_inv.complete(v) for v in dead_inv.committed())  # nor half of anything
 
     env.kill_raylet(env.workers[1])  # after a commit
-    _wait_for(lambda: len([n for n, s in env.rc.status()["nodes"].items() if s["alive"]]) == 2,
-              30, "second dead node to be noticed")
+    _wait_for(
+        lambda: len([n for n, s in env.rc.status()["nodes"].items() if s["alive"]]) == 2,
+        30,
+        "second dead node to be noticed",
+    )
     loaded = env.load_everywhere("t2")
     assert len(loaded) == 2 and {v for v, _ in loaded.values()} == {committed[-1]}
 
@@ -218,7 +242,11 @@ def test_flipped_byte_on_one_node_is_rejected_and_repaired_from_a_peer(env: Env)
         env.load_everywhere("t3-corrupt")
     cause = info.value.cause
     assert isinstance(cause, IntegrityError)
-    assert (cause.version, cause.path) == (current, "model.onnx") and cause.node and "store" in cause.node
+    assert (
+        (cause.version, cause.path) == (current, "model.onnx")
+        and cause.node
+        and "store" in cause.node
+    )
 
     report = env.rc.repair()
     healed = [(h["node"], h["digest"]) for h in report["healed"]]
@@ -241,11 +269,29 @@ def test_primary_store_deleted_standby_promoted_and_next_publish_succeeds(env: E
     assert {v for v, _ in env.load_everywhere("t4").values()} == {"v3"}
 
     cli = subprocess.run(
-        [sys.executable, "-m", "replication", "list", "--store", env.config.primary_url,
-         "--node-root", env.config.node_root, "--public-key", env.config.public_key_path,
-         "--audit", env.config.audit_path, "--key-file", env.key_spec.files[0],
-         "--address", env.cluster.address],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "replication",
+            "list",
+            "--store",
+            env.config.primary_url,
+            "--node-root",
+            env.config.node_root,
+            "--public-key",
+            env.config.public_key_path,
+            "--audit",
+            env.config.audit_path,
+            "--key-file",
+            env.key_spec.files[0],
+            "--address",
+            env.cluster.address,
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "RAY_TMPDIR": str(env.root)},
     )
     assert cli.returncode == 0, cli.stderr[-2000:]
@@ -254,12 +300,20 @@ def test_primary_store_deleted_standby_promoted_and_next_publish_succeeds(env: E
 
 def test_audit_chain_verifies_after_everything_and_fails_after_an_edit(env: Env) -> None:
     audit = Path(env.config.audit_path)
-    actions = [line.split('"action": "')[1].split('"')[0] for line in audit.read_text().splitlines()]
+    actions = [
+        line.split('"action": "')[1].split('"')[0] for line in audit.read_text().splitlines()
+    ]
     assert {"init", "publish", "repair", "promote", "catch-up"} <= set(actions)
 
     def verify(path: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "replication", "audit", "verify", "--audit", str(path)],
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "replication", "audit", "verify", "--audit", str(path)],
+            check=False,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     assert verify(audit).returncode == 0
     edited = env.root / "edited.jsonl"

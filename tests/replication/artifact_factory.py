@@ -33,7 +33,12 @@ def make_keys(directory: Path) -> SigningKeys:
 
 
 def make_artifact(
-    root: Path, version: str, keys: SigningKeys, *, model_bytes: int = 4096, parent: str | None = None
+    root: Path,
+    version: str,
+    keys: SigningKeys,
+    *,
+    model_bytes: int = 4096,
+    parent: str | None = None,
 ) -> Path:
     """A signed artifact directory ``root/version`` with random model/items/fallback files."""
     art = root / version
@@ -42,8 +47,13 @@ def make_artifact(
     (art / "items.parquet").write_bytes(os.urandom(512))
     (art / "fallback.npz").write_bytes(b"shared-fallback-bytes" * 8)  # same in every version
     manifest = build_manifest(
-        art, version=version, kind="sequential-recommender", io=IO, metrics={"ndcg@10": 0.4},
-        parent=parent, signing={"method": SIGNING_METHOD, "key_id": keys.key_id},
+        art,
+        version=version,
+        kind="sequential-recommender",
+        io=IO,
+        metrics={"ndcg@10": 0.4},
+        parent=parent,
+        signing={"method": SIGNING_METHOD, "key_id": keys.key_id},
     )
     write_manifest(art, manifest)
     sign_artifact(art, keys.private)

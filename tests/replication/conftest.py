@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from artifact_factory import SigningKeys, make_artifact, make_keys  # noqa: E402
+from artifact_factory import SigningKeys, make_artifact, make_keys
 
-from replication.keys import KeySpec, generate_key_file  # noqa: E402
+from replication.keys import KeySpec, generate_key_file
 
 
 @pytest.fixture(autouse=True)

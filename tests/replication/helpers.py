@@ -10,8 +10,15 @@ from replication.store import open_store
 from replication.sync import upload_artifact
 
 
-def committed_store(url: str | Path, keyring: Keyring, artifact: Path, public_key: Path,
-                    *, seq: int = 1, node: str = "node-test") -> VersionStore:
+def committed_store(
+    url: str | Path,
+    keyring: Keyring,
+    artifact: Path,
+    public_key: Path,
+    *,
+    seq: int = 1,
+    node: str = "node-test",
+) -> VersionStore:
     vs = VersionStore(open_store(url), keyring, node=node)
     vs.init()
     record = upload_artifact(artifact, vs, public_key, now=0.0)

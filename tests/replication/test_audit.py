@@ -26,7 +26,11 @@ def test_chain_verifies_and_entries_hold_the_fields(log: AuditLog) -> None:
     entries = log.entries()
     assert head == entries[-1].hash and [e.seq for e in entries] == [1, 2, 3, 4]
     assert entries[1].prev == entries[0].hash and entries[0].time == "2027-01-15T08:00:00.000Z"
-    assert (entries[2].actor, entries[2].action, entries[2].version) == ("alice@host", "rollback", "v3")
+    assert (entries[2].actor, entries[2].action, entries[2].version) == (
+        "alice@host",
+        "rollback",
+        "v3",
+    )
 
 
 def test_edited_entry_is_detected(log: AuditLog) -> None:

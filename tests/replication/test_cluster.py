@@ -23,9 +23,13 @@ from replication.sync import upload_artifact
 def rc(tmp_path: Path, key_spec: KeySpec, signing_keys) -> ReplicationCluster:  # type: ignore[no-untyped-def]
     fleet = LocalFleet.create(tmp_path / "nodes", ["n1", "n2", "n3"], key_spec, signing_keys.public)
     config = ClusterConfig(
-        primary_url=str(tmp_path / "primary"), node_root=str(tmp_path / "nodes"),
-        public_key_path=str(signing_keys.public), audit_path=str(tmp_path / "audit.jsonl"),
-        key_spec=key_spec, w=2, actor="test@host",
+        primary_url=str(tmp_path / "primary"),
+        node_root=str(tmp_path / "nodes"),
+        public_key_path=str(signing_keys.public),
+        audit_path=str(tmp_path / "audit.jsonl"),
+        key_spec=key_spec,
+        w=2,
+        actor="test@host",
     )
     return ReplicationCluster(config, fleet=fleet, clock=FixedClock(1_800_000_000.0))
 
@@ -36,9 +40,14 @@ def _fleet(rc: ReplicationCluster) -> LocalFleet:
 
 
 def _load(rc: ReplicationCluster, node: str, tmp_path: Path, version: str | None = None) -> str:
-    got, path = checkout(_fleet(rc).replicators[node].store_url, version,
-                         public_key_path=rc.config.public_key_path, key_provider=rc.config.key_spec,
-                         cache_dir=tmp_path / "reader" / node, node=node)
+    got, path = checkout(
+        _fleet(rc).replicators[node].store_url,
+        version,
+        public_key_path=rc.config.public_key_path,
+        key_provider=rc.config.key_spec,
+        cache_dir=tmp_path / "reader" / node,
+        node=node,
+    )
     assert (path / "model.onnx").is_file()
     return got
 
@@ -76,7 +85,9 @@ def test_dead_node_during_publish_then_catches_up(rc, artifact, tmp_path) -> Non
     assert rc.lag()["n3"] == 0 and _load(rc, "n3", tmp_path) == "v2"
 
 
-def test_primary_loss_promotes_the_newest_standby_and_publish_continues(rc, artifact, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_primary_loss_promotes_the_newest_standby_and_publish_continues(
+    rc, artifact, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     rc.publish(artifact("v1"))
     _fleet(rc).kill("n1")
     rc.publish(artifact("v2"))  # n1 misses v2
@@ -121,7 +132,9 @@ def test_gc_collects_leftovers_but_never_committed_versions(rc, artifact, tmp_pa
     pvs = rc._store_vs()
     upload_artifact(artifact("v2"), pvs, rc.config.public_key_path, now=0.0)  # a crashed publish
     report = rc.gc(grace_s=0)
-    assert report["primary"]["records"] == ["v2"] and report["primary"]["blobs"] == 4  # all but the shared fallback
+    assert (
+        report["primary"]["records"] == ["v2"] and report["primary"]["blobs"] == 4
+    )  # all but the shared fallback
     assert pvs.list_versions() == ["v1"] and _load(rc, "n1", tmp_path) == "v1"
     assert rc.repair()["unrepairable"] == []
 
@@ -149,8 +162,12 @@ def test_key_rotation_reencrypts_everything_online(rc, artifact, tmp_path) -> No
     for rep in _fleet(rc).replicators.values():
         assert {rep.vs.blob_key_id(d) for d in rep.vs.list_blobs()} == {new_id}
         assert rep.vs.get_record("v1").key_id == new_id
-        got, _ = checkout(rep.store_url, public_key_path=rc.config.public_key_path,
-                          key_provider=only_new, cache_dir=tmp_path / "after" / rep.node)
+        got, _ = checkout(
+            rep.store_url,
+            public_key_path=rc.config.public_key_path,
+            key_provider=only_new,
+            cache_dir=tmp_path / "after" / rep.node,
+        )
         assert got == "v1"
 
 

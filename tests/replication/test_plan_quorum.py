@@ -4,7 +4,15 @@ import pytest
 
 from replication.errors import ConfigError, NoPrimaryCandidate, VersionError
 from replication.plan import Inventory, VersionInfo, plan_catch_up, plan_gc, plan_repair, plan_sync
-from replication.quorum import Ack, Candidate, choose_primary, lag, next_seq, quorum_reached, validate_w
+from replication.quorum import (
+    Ack,
+    Candidate,
+    choose_primary,
+    lag,
+    next_seq,
+    quorum_reached,
+    validate_w,
+)
 
 V1 = VersionInfo("v1", frozenset({"a", "b"}), seq=1)
 V2 = VersionInfo("v2", frozenset({"b", "c"}), seq=2)
@@ -37,6 +45,7 @@ def test_plan_repair_prefers_the_primary_and_reports_stuck_blobs() -> None:
     n2 = Inventory("n2", {"v1": V1}, blobs=frozenset("ab"))
     steps, stuck = plan_repair([n2, n1, PRIMARY], prefer=["primary"])
     assert [(s.node, s.digest, s.source, s.drop) for s in steps] == [("n1", "a", "primary", True)]
+    assert stuck == ()
     lonely = Inventory("n3", {"v9": VersionInfo("v9", frozenset({"z"}), seq=3)})
     assert plan_repair([lonely, n2])[1] == (("n3", "z"),)
 
@@ -65,7 +74,10 @@ def test_validate_w() -> None:
 
 
 def test_choose_primary_newest_commit_wins() -> None:
-    assert choose_primary([Candidate("n1", {"v1": 1, "v2": 2}), Candidate("n2", {"v1": 1, "v3": 3})]) == "n2"
+    assert (
+        choose_primary([Candidate("n1", {"v1": 1, "v2": 2}), Candidate("n2", {"v1": 1, "v3": 3})])
+        == "n2"
+    )
 
 
 def test_choose_primary_is_deterministic_on_ties_and_ignores_dead_nodes() -> None:

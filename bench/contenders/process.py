@@ -1,0 +1,108 @@
+"""A contender server as a child process on 127.0.0.1: start, wait until ready, stop by group.
+
+Each server runs in its own session (process group), so stopping it also stops anything it
+spawned (uvicorn workers, Ray Serve helpers); its output goes to a log file whose tail is
+shown when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from bench.loadgen.errors import ContenderError
+
+__all__ = ["ServerProcess", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m <module> <args...>`` serving on ``port``; ready when ``health_path`` is 200.
+
+    Example::
+
+        with ServerProcess("bench.contenders.fastapi_ort", ["--artifact", a], log) as server:
+            run against server.url
+    """
+
+    def __init__(self, module: str, args: list[str], log_path: Path, port: int | None = None,
+                 health_path: str = "/healthz", ready_timeout_s: float = 60.0,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._argv = [sys.executable, "-m", module, *args, "--port", str(self.port)]
+        self._log_path = log_path
+        self._health = self.url + health_path
+        self._ready_timeout_s = ready_timeout_s
+        self._env = {**os.environ, **(env or {})}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        """Start the process and poll its health URL until it answers 200."""
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("wb") as log:
+            self._proc = subprocess.Popen(self._argv, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True, env=self._env)
+        deadline = time.monotonic() + self._ready_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ContenderError(f"{self._argv[2]} exited with {self._proc.returncode} "
+                                     f"before it was ready:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self._health, timeout=1.0) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ContenderError(f"{self._argv[2]} was not ready within {self._ready_timeout_s} s:\n"
+                             f"{self.log_tail()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also its process group id)."""
+        return None if self._proc is None else self._proc.pid
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self._proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self._proc.wait(timeout=wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log."""
+        try:
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,32 @@
+"""Open-loop load generator: seeded schedules, HdrHistograms from the intended send time,
+per-second timeline and phases, HTTP and gRPC, answers scored against held-out items.
+
+Example::
+
+    from bench.loadgen import LoadConfig, TransportSpec, load_workload, run_load
+    workload = load_workload(artifact_dir, checkpoint_dir)
+    result = run_load(LoadConfig(TransportSpec("http", "http://127.0.0.1:8000"), 300, 10), workload)
+    result.summary()["latency_ms"]["p99_ms"]
+"""
+
+from __future__ import annotations
+
+from bench.loadgen.dispatcher import GeneratorStats, run_open_loop
+from bench.loadgen.errors import BenchError, ConfigError, ContenderError, GeneratorError, WorkloadError
+from bench.loadgen.outcomes import Outcomes, Status
+from bench.loadgen.quality import Quality, quality_of, rank_of
+from bench.loadgen.recorder import LatencySummary, RunHistograms, histogram_of, summarize
+from bench.loadgen.runner import LoadConfig, LoadResult, run_load
+from bench.loadgen.schedule import Schedule, constant, make_schedule, poisson, rate_steps
+from bench.loadgen.timeline import Phase, WindowStats, parse_phases, per_phase, per_second
+from bench.loadgen.transports import Answer, Transport, TransportSpec, make_transport
+from bench.loadgen.workload import HeldOutUser, Workload, load_workload
+
+__all__ = [
+    "Answer", "BenchError", "ConfigError", "ContenderError", "GeneratorError", "GeneratorStats",
+    "HeldOutUser", "LatencySummary", "LoadConfig", "LoadResult", "Outcomes", "Phase", "Quality",
+    "RunHistograms", "Schedule", "Status", "Transport", "TransportSpec", "WindowStats",
+    "Workload", "WorkloadError", "constant", "histogram_of", "load_workload", "make_schedule",
+    "parse_phases", "per_phase", "per_second", "poisson", "quality_of", "rank_of", "rate_steps",
+    "run_load", "run_open_loop", "summarize",
+]

@@ -1,0 +1,89 @@
+"""The open-loop dispatcher: fire each request at its scheduled time, never wait for answers.
+
+One coroutine walks the schedule; each request runs as its own task, so a slow answer never
+delays the next send. When ``max_in_flight`` requests are outstanding at a send time, that
+request is *dropped* (counted, not queued: queueing would hide the overload). Latency runs
+from the intended send time; the lag of the actual send is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.loadgen.outcomes import OutcomeBuffer, Outcomes, Status
+from bench.loadgen.quality import UNSCORED, rank_of
+from bench.loadgen.schedule import Schedule
+from bench.loadgen.transports import Transport
+
+__all__ = ["GeneratorStats", "run_open_loop"]
+
+
+@dataclass(frozen=True)
+class GeneratorStats:
+    """The generator's own cost: CPU seconds over wall seconds, on which cores."""
+
+    wall_s: float
+    cpu_s: float
+    cpu_share: float
+    cpus: tuple[int, ...]
+
+
+async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndarray,
+                        targets: Sequence[str | None], *, max_in_flight: int = 1000,
+                        drain_s: float = 5.0, start_at: float | None = None
+                        ) -> tuple[Outcomes, GeneratorStats]:
+    """Run ``schedule`` against an opened ``transport``; request ``i`` replays ``picks[i]``.
+
+    ``start_at`` is a ``time.monotonic()`` instant shared by generator processes (default:
+    now). After the last send, answers get ``drain_s`` more seconds; the rest are timeouts.
+    """
+    buf = OutcomeBuffer(schedule.offsets_s)
+    in_flight = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, intended: float) -> None:
+        nonlocal in_flight
+        sent = time.monotonic()
+        user = int(picks[i])
+        try:
+            answer = await transport.send(user)
+        except asyncio.CancelledError:
+            end = time.monotonic()
+            buf.done(i, Status.TIMEOUT, sent - intended, end - intended, end - sent)
+            raise
+        finally:
+            in_flight -= 1
+        end = time.monotonic()
+        rank = rank_of(targets[user], answer.item_ids) if answer.status == Status.OK else UNSCORED
+        buf.done(i, answer.status, sent - intended, end - intended, end - sent,
+                 answer.degraded, rank)
+
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    start = time.monotonic() if start_at is None else start_at
+    loop = asyncio.get_running_loop()
+    for i, offset in enumerate(schedule.offsets_s.tolist()):
+        intended = start + offset
+        delay = intended - time.monotonic()
+        await asyncio.sleep(delay if delay > 0 else 0)
+        if in_flight >= max_in_flight:
+            buf.drop(i)
+            continue
+        in_flight += 1
+        task = loop.create_task(one(i, intended))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=drain_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    wall, cpu = time.monotonic() - max(start, wall0), time.process_time() - cpu0
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    return buf.freeze(), GeneratorStats(round(wall, 3), round(cpu, 3),
+                                        round(cpu / wall, 3) if wall > 0 else 0.0, cpus)

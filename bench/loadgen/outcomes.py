@@ -1,0 +1,96 @@
+"""The per-request record of a run: one row per scheduled request, in columns.
+
+The dispatcher writes rows into an :class:`OutcomeBuffer` (preallocated, cheap to fill on the
+hot path); everything after the run (histograms, timeline, quality) is computed from the frozen
+:class:`Outcomes`, so generator processes merge by concatenating their rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from enum import IntEnum
+
+import numpy as np
+
+__all__ = ["OutcomeBuffer", "Outcomes", "Status"]
+
+
+class Status(IntEnum):
+    """What happened to one scheduled request."""
+
+    OK = 0
+    ERROR = 1      # transport error, 4xx/5xx other than shedding
+    SHED = 2       # 503 / RESOURCE_EXHAUSTED / UNAVAILABLE: the server refused fast
+    TIMEOUT = 3    # no answer within the client timeout
+    DROPPED = 4    # never sent: the in-flight cap was reached at its send time
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes:
+    """Columns, one entry per scheduled request (times in µs, offsets in s from run start).
+
+    ``latency_us`` runs from the *intended* send time, ``service_us`` from the actual one,
+    ``lag_us`` is actual minus intended; all three are 0 for dropped requests. ``rank`` is the
+    0-based rank of the held-out item in the answer, -1 if absent, -2 if not scored.
+    """
+
+    intended_s: np.ndarray
+    lag_us: np.ndarray
+    latency_us: np.ndarray
+    service_us: np.ndarray
+    status: np.ndarray
+    degraded: np.ndarray
+    rank: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.intended_s)
+
+    def select(self, mask: np.ndarray) -> Outcomes:
+        """The rows where ``mask`` is true."""
+        return Outcomes(*(getattr(self, f.name)[mask] for f in fields(self)))
+
+    def count(self, *statuses: Status) -> int:
+        """How many rows have one of ``statuses``."""
+        return int(np.isin(self.status, [int(s) for s in statuses]).sum())
+
+    @staticmethod
+    def concat(parts: Sequence[Outcomes]) -> Outcomes:
+        """Rows of several generators, re-sorted by intended send time."""
+        cols = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Outcomes)}
+        order = np.argsort(cols["intended_s"], kind="stable")
+        return Outcomes(**{name: col[order] for name, col in cols.items()})
+
+
+class OutcomeBuffer:
+    """Preallocated columns filled by the dispatcher; :meth:`freeze` returns :class:`Outcomes`."""
+
+    def __init__(self, intended_s: np.ndarray) -> None:
+        n = len(intended_s)
+        self.intended_s = np.asarray(intended_s, dtype=np.float64)
+        self.lag_us = np.zeros(n, dtype=np.int64)
+        self.latency_us = np.zeros(n, dtype=np.int64)
+        self.service_us = np.zeros(n, dtype=np.int64)
+        self.status = np.full(n, int(Status.TIMEOUT), dtype=np.int8)
+        self.degraded = np.zeros(n, dtype=bool)
+        self.rank = np.full(n, -2, dtype=np.int32)
+
+    def drop(self, i: int) -> None:
+        """Request ``i`` was not sent (in-flight cap)."""
+        self.status[i] = Status.DROPPED
+
+    def done(self, i: int, status: Status, lag_s: float, latency_s: float, service_s: float,
+             degraded: bool = False, rank: int = -2) -> None:
+        """Request ``i`` finished (or timed out) with these timings in seconds."""
+        self.status[i] = status
+        self.lag_us[i] = round(lag_s * 1e6)
+        self.latency_us[i] = round(latency_s * 1e6)
+        self.service_us[i] = round(service_s * 1e6)
+        self.degraded[i] = degraded
+        self.rank[i] = rank
+
+    def freeze(self) -> Outcomes:
+        """The filled columns (copies)."""
+        return Outcomes(self.intended_s.copy(), self.lag_us.copy(), self.latency_us.copy(),
+                        self.service_us.copy(), self.status.copy(), self.degraded.copy(),
+                        self.rank.copy())

@@ -1,0 +1,184 @@
+"""The HTTP API (FastAPI): recommend, health, metrics, admin; the schema at /openapi.json.
+
+Routes:
+    POST /v1/recommend     RecommendRequest → RecommendResponse (open, or token by config)
+    GET  /healthz          liveness: the event loop answers
+    GET  /readyz           readiness: a verified, probed version is in service (else 503)
+    GET  /metrics          Prometheus exposition
+    POST /admin/reload     load a version on this replica ({"version": null} = current)
+    POST /admin/promote    same, version required
+    POST /admin/rollback   back to the previous version on this replica
+Admin routes need ``Authorization: Bearer <admin token>`` and are off without one configured.
+
+The recommend route parses the body itself (orjson, then pydantic) rather than through
+FastAPI's body binding: it is the hot path, and it lets every bad input get its own status
+and message — malformed JSON 400, oversized body 413, wrong fields 422 — never a 500.
+
+Example:
+    >>> app = create_app(service, AppConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from serving.admission import parse_timeout_s
+from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded, ServingError
+from serving.metrics import CONTENT_TYPE
+from serving.schemas import (
+    ErrorBody,
+    Health,
+    RecommendRequest,
+    RecommendResponse,
+    VersionRequest,
+    parse_request,
+)
+from serving.service import RecommendService
+
+__all__ = ["AppConfig", "create_app"]
+
+_JSON = "application/json"
+TIMEOUT_HEADER = "x-request-timeout-ms"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """HTTP-level settings: body limit and tokens (None = open / admin disabled)."""
+
+    max_body_bytes: int = 64 * 1024
+    api_token: str | None = None
+    admin_token: str | None = None
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": message}, headers)
+
+
+def _authorised(request: Request, token: str | None) -> bool:
+    given = request.headers.get("authorization", "")
+    return token is not None and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+_ERRORS = {400: {"model": ErrorBody, "description": "Malformed JSON."},
+           401: {"model": ErrorBody, "description": "Missing or wrong token."},
+           413: {"model": ErrorBody, "description": "Body over the size limit."},
+           422: {"model": ErrorBody, "description": "Wrong fields, types, ranges or unknown ids."},
+           503: {"model": ErrorBody, "description": "Overloaded or not ready; see Retry-After."}}
+
+
+def create_app(service: RecommendService, config: AppConfig | None = None) -> FastAPI:
+    """Build the FastAPI app around one replica's service."""
+    cfg = config or AppConfig()
+    app = FastAPI(title="recdrill", version="1", summary="Recommendations that survive faults.")
+    metrics = service.metrics
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  _JSON: {"schema": RecommendRequest.model_json_schema()}}}})
+    async def recommend(request: Request) -> Response:
+        """Top-k items for a user or a history; ``degraded`` when the fallback tier answered."""
+        t0 = time.perf_counter()
+        response, version, degraded = await _recommend(request)
+        metrics.observe_request("recommend", str(response.status_code), version, degraded,
+                                time.perf_counter() - t0)
+        return response
+
+    async def _recommend(request: Request) -> tuple[Response, str, bool]:
+        version = service.version or "none"
+        if cfg.api_token is not None and not _authorised(request, cfg.api_token):
+            return _error(401, "send Authorization: Bearer <api token>"), version, False
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
+            return _error(413, f"body: {length} bytes is over the {cfg.max_body_bytes}-byte "
+                               "limit; send a shorter history"), version, False
+        body = await request.body()
+        if len(body) > cfg.max_body_bytes:
+            return _error(413, f"body: over the {cfg.max_body_bytes}-byte limit"), version, False
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body: malformed JSON ({exc})"), version, False
+        try:
+            req = parse_request(obj)
+            answer = await service.recommend(req, parse_timeout_s(
+                request.headers.get(TIMEOUT_HEADER)))
+        except InvalidRequest as exc:
+            return _error(422, str(exc)), version, False
+        except Overloaded as exc:
+            return _error(503, str(exc), {"Retry-After": f"{exc.retry_after_s:g}"}), version, False
+        except NotReady as exc:
+            return _error(503, str(exc), {"Retry-After": "1"}), version, False
+        except Exception as exc:  # never a 500: say so and let the client retry elsewhere
+            return _error(503, f"internal error, retry elsewhere: {exc!r}",
+                          {"Retry-After": "1"}), version, False
+        return _json(200, answer), answer["model_version"], answer["degraded"]
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Response:
+        """Liveness: the server's event loop is answering."""
+        return _json(200, {"status": "alive", "model_version": service.version})
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readyz() -> Response:
+        """Readiness: loaded + verified + probe passed."""
+        if service.ready:
+            return _json(200, {"status": "ready", "model_version": service.version})
+        return _json(503, {"status": "not-ready", "detail": "no verified version loaded"},
+                     {"Retry-After": "1"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def _admin(request: Request, action: str, need_version: bool) -> Response:
+        if cfg.admin_token is None:
+            return _error(403, "admin routes are disabled: configure an admin token")
+        if not _authorised(request, cfg.admin_token):
+            return _error(401, "send Authorization: Bearer <admin token>")
+        version = None
+        if action != "rollback":
+            try:
+                version = VersionRequest.model_validate(orjson.loads(await request.body() or b"{}")
+                                                        ).version
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                return _error(422, f"body: expected {{\"version\": str | null}} ({exc})")
+            if need_version and version is None:
+                return _error(422, "version: required for promote")
+        try:
+            loaded = await asyncio.to_thread(
+                service.rollback if action == "rollback" else lambda: service.load(version))
+        except ModelLoadError as exc:
+            return _error(409, f"{exc}; still serving {service.version}")
+        except ServingError as exc:
+            return _error(409, str(exc))
+        return _json(200, {"model_version": loaded, "replica": service.replica})
+
+    @app.post("/admin/reload", responses=_ERRORS)
+    async def reload(request: Request) -> Response:
+        """Load a version (default: the source's current one) on this replica."""
+        return await _admin(request, "reload", False)
+
+    @app.post("/admin/promote", responses=_ERRORS)
+    async def promote(request: Request) -> Response:
+        """Load the named version on this replica."""
+        return await _admin(request, "promote", True)
+
+    @app.post("/admin/rollback", responses=_ERRORS)
+    async def rollback(request: Request) -> Response:
+        """Back to the version served before the current one."""
+        return await _admin(request, "rollback", False)
+
+    return app

@@ -1,0 +1,216 @@
+"""The Python client of the serving API, over HTTP or gRPC, for several endpoints.
+
+Every call has a deadline; an attempt that fails with a connection error, a timeout, a 5xx or
+a retryable gRPC code is retried on the *next* endpoint after a full-jitter backoff; with
+``hedge_after_s`` a second attempt races the first when it is slow. Bad input (4xx,
+INVALID_ARGUMENT) is never retried. bench/ and drills/ use it.
+
+Example:
+    >>> async with Client(["http://127.0.0.1:8100", "http://127.0.0.1:8101"]) as c:  # doctest: +SKIP
+    ...     answer = await c.recommend({"user_id": "1", "k": 5})
+    >>> answer.degraded  # doctest: +SKIP
+    False
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from serving.errors import ClientError
+from serving.retry import (
+    GRPC_RETRYABLE,
+    RetryPolicy,
+    attempt_timeout_s,
+    backoff_s,
+    endpoint_order,
+    retryable_http,
+)
+from serving.schemas import RecommendRequest, RecommendResponse
+
+__all__ = ["Client", "recommend_sync"]
+
+_TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+
+
+class _Fatal(Exception):
+    """A non-retryable answer (bad input)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    """Async client; ``transport`` is "http" (endpoints are base URLs) or "grpc" (host:port)."""
+
+    def __init__(self, endpoints: Sequence[str], *, transport: str = "http",
+                 policy: RetryPolicy | None = None, token: str | None = None,
+                 rng: random.Random | None = None) -> None:
+        if not endpoints:
+            raise ValueError("Client needs at least one endpoint")
+        if transport not in ("http", "grpc"):
+            raise ValueError(f"transport: expected 'http' or 'grpc', found {transport!r}")
+        self.endpoints, self.transport = list(endpoints), transport
+        self.policy = policy or RetryPolicy()
+        self._headers = {"content-type": "application/json"}
+        if token:
+            self._headers["authorization"] = f"Bearer {token}"
+        self._rng = rng or random.Random()
+        self._next = itertools.count(self._rng.randrange(len(self.endpoints)))
+        self._session: Any = None
+        self._stubs: dict[str, Any] = {}
+        self._channels: list[Any] = []
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        for channel in self._channels:
+            await channel.close()
+
+    async def recommend(self, request: RecommendRequest | dict[str, Any],
+                        policy: RetryPolicy | None = None) -> RecommendResponse:
+        """One answer within the deadline, or ClientError listing every attempt."""
+        body = request if isinstance(request, dict) else request.model_dump(exclude_none=True)
+        raw = await self.recommend_raw(body, policy)
+        return RecommendResponse.model_validate(raw)
+
+    async def recommend_raw(self, body: dict[str, Any], policy: RetryPolicy | None = None
+                            ) -> dict[str, Any]:
+        """As ``recommend`` but returns the decoded JSON (cheaper: for load generators)."""
+        p = policy or self.policy
+        deadline = time.monotonic() + p.deadline_s
+        order = endpoint_order(len(self.endpoints), next(self._next) % len(self.endpoints))
+        attempts: list[tuple[str, str]] = []
+        for attempt in range(p.retries + 1):
+            if attempt:
+                await asyncio.sleep(backoff_s(p, attempt, self._rng.random()))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            first = self.endpoints[order[attempt % len(order)]]
+            hedge = (self.endpoints[order[(attempt + 1) % len(order)]]
+                     if p.hedge_after_s is not None and len(order) > 1 else None)
+            try:
+                return await self._attempt(first, hedge, body, p, remaining, attempts)
+            except _Fatal as exc:
+                raise ClientError(str(exc), attempts + [(first, str(exc))], exc.status) from None
+        raise ClientError(f"no endpoint answered within {p.deadline_s} s after "
+                          f"{len(attempts)} attempt(s): {attempts[-3:]}", attempts)
+
+    async def _attempt(self, endpoint: str, hedge: str | None, body: dict[str, Any],
+                       p: RetryPolicy, remaining: float, attempts: list[tuple[str, str]]
+                       ) -> dict[str, Any]:
+        timeout = attempt_timeout_s(p, remaining)
+        if hedge is None:
+            return await self._one(endpoint, body, timeout, attempts)
+        tasks = [asyncio.ensure_future(self._one(endpoint, body, timeout, attempts))]
+        done, _ = await asyncio.wait(tasks, timeout=p.hedge_after_s)
+        if not done:
+            tasks.append(asyncio.ensure_future(
+                self._one(hedge, body, max(0.0, timeout - (p.hedge_after_s or 0)), attempts)))
+        error: BaseException | None = None
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                result = await next_done
+            except _RetryableError as exc:
+                error = exc
+                continue
+            for t in tasks:
+                t.cancel()
+            return result
+        assert error is not None
+        raise error
+
+    async def _one(self, endpoint: str, body: dict[str, Any], timeout: float,
+                   attempts: list[tuple[str, str]]) -> dict[str, Any]:
+        try:
+            if self.transport == "http":
+                return await self._http(endpoint, body, timeout)
+            return await self._grpc(endpoint, body, timeout)
+        except _RetryableError as exc:
+            attempts.append((endpoint, str(exc)))
+            raise
+
+    async def _http(self, url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                json_serialize=_dumps)
+        headers = {**self._headers, _TIMEOUT_HEADER: str(int(timeout * 1000))}
+        try:
+            async with self._session.post(f"{url}/v1/recommend", json=body, headers=headers,
+                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                data = await resp.read()
+                if resp.status == 200:
+                    return _loads(data)  # type: ignore[no-any-return]
+                message = f"HTTP {resp.status}: {data[:300].decode(errors='replace')}"
+                if retryable_http(resp.status):
+                    raise _RetryableError(message)
+                raise _Fatal(resp.status, message)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise _RetryableError(f"{type(exc).__name__}: {exc}") from None
+
+    async def _grpc(self, target: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        import grpc
+
+        from serving.proto import recdrill_pb2 as pb
+
+        stub = self._stubs.get(target)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(target)
+            self._channels.append(channel)
+            stub = self._stubs[target] = channel.unary_unary(
+                "/recdrill.v1.Recommender/Recommend",
+                request_serializer=pb.RecommendRequest.SerializeToString,
+                response_deserializer=pb.RecommendResponse.FromString)
+        try:
+            resp = await stub(pb.RecommendRequest(**body), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            message = f"gRPC {exc.code().name}: {exc.details()}"
+            if exc.code().name in GRPC_RETRYABLE:
+                raise _RetryableError(message) from None
+            raise _Fatal(400, message) from None
+        return {"items": [{"item_id": i.item_id, "title": i.title, "score": i.score}
+                          for i in resp.items],
+                "model_version": resp.model_version, "degraded": resp.degraded,
+                "replica": resp.replica, "node": resp.node}
+
+
+class _RetryableError(Exception):
+    """An attempt failed in a way another endpoint may not."""
+
+
+def _dumps(obj: Any) -> str:
+    import orjson
+
+    return orjson.dumps(obj).decode()
+
+
+def _loads(data: bytes) -> Any:
+    import orjson
+
+    return orjson.loads(data)
+
+
+def recommend_sync(endpoints: Sequence[str], request: RecommendRequest | dict[str, Any], *,
+                   transport: str = "http", policy: RetryPolicy | None = None
+                   ) -> RecommendResponse:
+    """One call from synchronous code (opens and closes its own connections)."""
+    async def _run() -> RecommendResponse:
+        async with Client(endpoints, transport=transport, policy=policy) as client:
+            return await client.recommend(request)
+
+    return asyncio.run(_run())

@@ -1,0 +1,125 @@
+"""Wire schemas of the serving API (pydantic): what clients send and what they get back.
+
+Unknown fields are rejected and types are strict (``"k": "5"`` is an error, not 5), so a
+typo never silently changes an answer.
+
+Example:
+    >>> RecommendRequest.model_validate({"history": ["i1", "i2"], "k": 3}).k
+    3
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from serving.errors import InvalidRequest
+
+__all__ = [
+    "MAX_HISTORY",
+    "MAX_K",
+    "ErrorBody",
+    "Health",
+    "Item",
+    "RecommendRequest",
+    "RecommendResponse",
+    "VersionRequest",
+    "describe_validation_error",
+    "parse_request",
+]
+
+MAX_K = 100
+MAX_HISTORY = 1000
+
+
+class RecommendRequest(BaseModel):
+    """Recommend for a known user (their history from the artifact) or for a given history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
+                                      description="A user known to the model version.")
+    history: list[StrictStr] | None = Field(
+        None, min_length=1, max_length=MAX_HISTORY,
+        description="Item ids, oldest first; only the newest max_seq_len are used.")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude_seen: StrictBool = Field(True, description="Leave out items already in the history.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> RecommendRequest:
+        if (self.user_id is None) == (self.history is None):
+            raise ValueError("give exactly one of user_id or history")
+        return self
+
+
+class Item(BaseModel):
+    """One recommended item."""
+
+    item_id: str
+    title: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    """The answer; ``degraded`` means the fallback tier answered, not the model."""
+
+    items: list[Item]
+    model_version: str
+    degraded: bool
+    replica: str
+    node: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body: what was wrong and what to do."""
+
+    error: str
+
+
+class Health(BaseModel):
+    """Readiness / liveness answer."""
+
+    status: str
+    model_version: str | None = None
+    detail: str | None = None
+
+
+class VersionRequest(BaseModel):
+    """Admin: load (reload/promote) a version; None means the store's current one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictStr | None = Field(None, description="Version to serve; None = current.")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``field: what is wrong (found X)``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(x) for x in err["loc"]) or "body"
+        msg = err["msg"].removeprefix("Value error, ")
+        found = repr(err["input"])
+        found = found if len(found) <= 60 else found[:57] + "..."
+        parts.append(f"{where}: {msg} (found {found})" if err["type"] != "missing"
+                     else f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_request(obj: Any) -> RecommendRequest:
+    """Validate a decoded JSON body; raises InvalidRequest naming each bad field."""
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"body: expected a JSON object, found {type(obj).__name__}")
+    try:
+        return RecommendRequest.model_validate(obj)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
