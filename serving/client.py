@@ -19,7 +19,7 @@ import itertools
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from serving.errors import ClientError
 from serving.retry import (
@@ -66,7 +66,7 @@ class Client:
         self._stubs: dict[str, Any] = {}
         self._channels: list[Any] = []
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -103,6 +103,8 @@ class Client:
                      if p.hedge_after_s is not None and len(order) > 1 else None)
             try:
                 return await self._attempt(first, hedge, body, p, remaining, attempts)
+            except _RetryableError:
+                continue  # recorded in attempts; the next attempt goes elsewhere
             except _Fatal as exc:
                 raise ClientError(str(exc), attempts + [(first, str(exc))], exc.status) from None
         raise ClientError(f"no endpoint answered within {p.deadline_s} s after "

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -154,14 +155,24 @@ def per_node_limit(replicas: int, alive_nodes: int) -> int:
 
 
 def build_app(settings: ServeSettings) -> Any:
-    """The Serve application for ``settings`` (spread: one replica per node where possible)."""
+    """The Serve application for ``settings`` (spread: one replica per node where possible).
+
+    The model version travels only in ``user_config`` and the deployment's code version is a
+    digest of everything else, so a version change is an in-place ``reconfigure`` on every
+    replica (no restart, no dropped connection) while any other change rolls the replicas.
+    """
     alive = sum(1 for n in ray.nodes() if n.get("Alive"))
-    return RecommenderReplica.options(
+    args = settings.model_dump(exclude={"version"})
+    app = RecommenderReplica.options(
         num_replicas=settings.replicas,
         max_replicas_per_node=per_node_limit(settings.replicas, alive),
         ray_actor_options={"num_cpus": settings.num_cpus},
         user_config={"version": settings.version},
-    ).bind(settings.model_dump())
+    )
+    # Serve's Python API otherwise draws a random code version per serve.run (= a restart);
+    # the declarative API hashes the config the same way.
+    app._version = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    return app.bind(args)
 
 
 def deploy(settings: ServeSettings, *, timeout_s: float = 120.0) -> list[Endpoint]:

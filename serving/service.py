@@ -64,6 +64,7 @@ class RecommendService:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="recdrill-model")
         self._in_flight = 0
         self._degraded_in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self._in_flight)
         self._stall_s = 0.0  # fault injection for drills: extra model time per batch
         cfg = self.config
         if not cfg.batching:

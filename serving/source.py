@@ -74,7 +74,7 @@ class StoreSource:
                                  f"{exc}") from exc
 
 
-SOURCES: dict[str, type[DirectorySource] | type[StoreSource]] = {
+SOURCES: dict[str, type[DirectorySource | StoreSource]] = {
     "dir": DirectorySource,
     "store": StoreSource,
 }

@@ -32,6 +32,8 @@ class ModelConfig:
     max_seq_len: int = 50
     dropout: float = 0.2
     attention_dropout: float = 0.2
+    item_bias: bool = True
+    init_std: float = 0.02
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -61,6 +63,7 @@ class SASRec(nn.Module):
             hidden_dropout_prob=config.dropout,
             attention_probs_dropout_prob=config.attention_dropout,
             max_position_embeddings=config.max_seq_len,
+            initializer_range=config.init_std,
             type_vocab_size=1,
             pad_token_id=0,
             is_decoder=True,
@@ -68,6 +71,8 @@ class SASRec(nn.Module):
         # Eager attention exports as plain MatMul/Softmax that onnxruntime's optimizer fuses.
         bert_config._attn_implementation = "eager"
         self.bert = BertModel(bert_config, add_pooling_layer=False)
+        # A per-item bias carries the popularity prior, so the transformer learns the rest.
+        self.item_bias = nn.Parameter(torch.zeros(n_items), requires_grad=config.item_bias)
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Contextual states ``[batch, seq, hidden]`` for left-padded ``input_ids``."""
@@ -84,7 +89,7 @@ class SASRec(nn.Module):
 
     def item_logits(self, states: torch.Tensor) -> torch.Tensor:
         """Dot product of states with every real item's embedding (padding excluded)."""
-        return states @ self.bert.embeddings.word_embeddings.weight[1:].T
+        return states @ self.bert.embeddings.word_embeddings.weight[1:].T + self.item_bias
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Scores ``[batch, n_items]`` for the next item after each history."""

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from serving.schemas import RecommendRequest  # module level: FastAPI resolves the annotation here
+
 __all__ = ["build_app", "main"]
 
 
@@ -22,7 +24,6 @@ def build_app(artifact: Path, threads: int = 1, model_file: str = "model.onnx") 
     from fastapi.responses import JSONResponse
 
     from bench.contenders.catalog import Catalog, InvalidInput, left_pad_one
-    from serving.schemas import RecommendRequest
 
     catalog = Catalog.from_artifact(artifact)
     options = ort.SessionOptions()

@@ -41,10 +41,11 @@ class ServerProcess:
 
     def __init__(self, module: str, args: list[str], log_path: Path, port: int | None = None,
                  health_path: str = "/healthz", ready_timeout_s: float = 60.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, port_flag: str | None = "--port") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._argv = [sys.executable, "-m", module, *args, "--port", str(self.port)]
+        port_args = [port_flag, str(self.port)] if port_flag else []
+        self._argv = [sys.executable, "-m", module, *args, *port_args]
         self._log_path = log_path
         self._health = self.url + health_path
         self._ready_timeout_s = ready_timeout_s
@@ -57,21 +58,28 @@ class ServerProcess:
         with self._log_path.open("wb") as log:
             self._proc = subprocess.Popen(self._argv, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True, env=self._env)
-        deadline = time.monotonic() + self._ready_timeout_s
+        try:
+            self.wait_ready(self._health, self._ready_timeout_s, self._proc)
+        except ContenderError as exc:
+            self.stop()
+            raise ContenderError(f"{self._argv[2]}: {exc}\n{self.log_tail()}") from None
+        return self
+
+    @staticmethod
+    def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Poll ``url`` until it answers 200; ContenderError on timeout or if ``proc`` exits."""
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ContenderError(f"{self._argv[2]} exited with {self._proc.returncode} "
-                                     f"before it was ready:\n{self.log_tail()}")
+            if proc is not None and proc.poll() is not None:
+                raise ContenderError(f"exited with {proc.returncode} before it was ready")
             try:
-                with urllib.request.urlopen(self._health, timeout=1.0) as resp:
+                with urllib.request.urlopen(url, timeout=1.0) as resp:
                     if resp.status == 200:
-                        return self
+                        return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        self.stop()
-        raise ContenderError(f"{self._argv[2]} was not ready within {self._ready_timeout_s} s:\n"
-                             f"{self.log_tail()}")
+        raise ContenderError(f"{url} was not ready within {timeout_s} s")
 
     @property
     def pid(self) -> int | None:

@@ -12,7 +12,13 @@ Example::
 from __future__ import annotations
 
 from bench.loadgen.dispatcher import GeneratorStats, run_open_loop
-from bench.loadgen.errors import BenchError, ConfigError, ContenderError, GeneratorError, WorkloadError
+from bench.loadgen.errors import (
+    BenchError,
+    ConfigError,
+    ContenderError,
+    GeneratorError,
+    WorkloadError,
+)
 from bench.loadgen.outcomes import Outcomes, Status
 from bench.loadgen.quality import Quality, quality_of, rank_of
 from bench.loadgen.recorder import LatencySummary, RunHistograms, histogram_of, summarize
@@ -23,10 +29,40 @@ from bench.loadgen.transports import Answer, Transport, TransportSpec, make_tran
 from bench.loadgen.workload import HeldOutUser, Workload, load_workload
 
 __all__ = [
-    "Answer", "BenchError", "ConfigError", "ContenderError", "GeneratorError", "GeneratorStats",
-    "HeldOutUser", "LatencySummary", "LoadConfig", "LoadResult", "Outcomes", "Phase", "Quality",
-    "RunHistograms", "Schedule", "Status", "Transport", "TransportSpec", "WindowStats",
-    "Workload", "WorkloadError", "constant", "histogram_of", "load_workload", "make_schedule",
-    "parse_phases", "per_phase", "per_second", "poisson", "quality_of", "rank_of", "rate_steps",
-    "run_load", "run_open_loop", "summarize",
+    "Answer",
+    "BenchError",
+    "ConfigError",
+    "ContenderError",
+    "GeneratorError",
+    "GeneratorStats",
+    "HeldOutUser",
+    "LatencySummary",
+    "LoadConfig",
+    "LoadResult",
+    "Outcomes",
+    "Phase",
+    "Quality",
+    "RunHistograms",
+    "Schedule",
+    "Status",
+    "Transport",
+    "TransportSpec",
+    "WindowStats",
+    "Workload",
+    "WorkloadError",
+    "constant",
+    "histogram_of",
+    "load_workload",
+    "make_schedule",
+    "make_transport",
+    "parse_phases",
+    "per_phase",
+    "per_second",
+    "poisson",
+    "quality_of",
+    "rank_of",
+    "rate_steps",
+    "run_load",
+    "run_open_loop",
+    "summarize",
 ]

@@ -70,7 +70,7 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
     for i, offset in enumerate(schedule.offsets_s.tolist()):
         intended = start + offset
         delay = intended - time.monotonic()
-        await asyncio.sleep(delay if delay > 0 else 0)
+        await asyncio.sleep(max(0, delay))
         if in_flight >= max_in_flight:
             buf.drop(i)
             continue

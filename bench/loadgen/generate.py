@@ -78,4 +78,4 @@ def run_job(job: GeneratorJob, wait_start: Callable[[], float | None] = lambda: 
     """
     if job.cpu is not None:
         os.sched_setaffinity(0, {job.cpu})
-    return run_event_loop(_run(job, wait_start), uvloop_ok=job.transport.kind != "grpc")
+    return run_event_loop(_run(job, wait_start), uvloop_ok="grpc" not in job.transport.kind)

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
 from bench.loadgen.dispatcher import GeneratorStats
 from bench.loadgen.errors import ConfigError
 from bench.loadgen.generate import GeneratorJob, run_job

@@ -58,7 +58,7 @@ def constant(rate_rps: float, duration_s: float) -> Schedule:
         [0.0, 0.25, 0.5, 0.75]
     """
     _check(rate_rps, duration_s)
-    n = int(round(rate_rps * duration_s))
+    n = round(rate_rps * duration_s)
     return Schedule(np.arange(n, dtype=np.float64) / rate_rps, rate_rps, duration_s, "constant")
 
 

@@ -10,8 +10,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from bench.loadgen.errors import ConfigError
 from bench.loadgen.outcomes import Outcomes, Status
 from bench.loadgen.quality import quality_of

@@ -1,16 +1,19 @@
 """How one request goes out: a small :class:`Transport` protocol, with HTTP (aiohttp) and
-gRPC (grpc.aio) implementations speaking serving's public contract.
+gRPC (grpc.aio) implementations speaking serving's public contract, and ``client`` that goes
+through ``serving.client.Client`` (retries, hedging) as an application would.
 
 Requests are validated with ``serving.schemas`` and encoded once before the run, so the hot
 path only writes bytes and reads the answer. ``send`` never raises: every failure becomes an
-:class:`Answer` status, and each request is one attempt (no retries: a load generator that
-retried would hide errors). Implementations are chosen by name from :data:`TRANSPORTS`.
+:class:`Answer` status. ``http`` and ``grpc`` make one attempt per request, round-robin over
+the addresses (a generator that retried would hide errors); ``client-http`` / ``client-grpc``
+measure what a retrying client sees. Implementations are chosen by name from :data:`TRANSPORTS`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,8 +22,8 @@ from bench.loadgen.errors import ConfigError
 from bench.loadgen.outcomes import Status
 from serving.schemas import RecommendRequest, RecommendResponse
 
-__all__ = ["TRANSPORTS", "Answer", "GrpcTransport", "HttpTransport", "Transport",
-           "TransportSpec", "make_transport"]
+__all__ = ["TRANSPORTS", "Answer", "ClientTransport", "GrpcTransport", "HttpTransport",
+           "Transport", "TransportSpec", "make_transport"]
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,30 @@ class Transport(Protocol):
 class TransportSpec:
     """Picklable recipe for a transport (generator processes rebuild it on their side).
 
-    ``address`` is a base URL for HTTP (``http://127.0.0.1:8000``) and ``host:port`` for gRPC.
+    ``addresses`` are base URLs for HTTP (``http://127.0.0.1:8000``) and ``host:port`` for
+    gRPC; ``retries`` and ``hedge_after_s`` apply to the ``client-*`` kinds only.
+
+    Example:
+        >>> TransportSpec("http", ("http://127.0.0.1:8000",)).address
+        'http://127.0.0.1:8000'
     """
 
     kind: str
-    address: str
+    addresses: tuple[str, ...]
     timeout_s: float = 2.0
     max_connections: int = 1000
     validate: bool = False
+    retries: int = 0
+    hedge_after_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ConfigError("a transport needs at least one address")
+
+    @property
+    def address(self) -> str:
+        """All addresses, comma-separated (for reports)."""
+        return ",".join(self.addresses)
 
 
 class HttpTransport:
@@ -63,7 +82,7 @@ class HttpTransport:
 
     def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest]) -> None:
         self._spec = spec
-        self._url = spec.address.rstrip("/") + self.PATH
+        self._urls = itertools.cycle([a.rstrip("/") + self.PATH for a in spec.addresses])
         self._bodies = [r.model_dump_json(exclude_none=True).encode() for r in requests]
         self._session: Any = None
 
@@ -77,7 +96,7 @@ class HttpTransport:
 
     async def send(self, index: int) -> Answer:
         try:
-            async with self._session.post(self._url, data=self._bodies[index]) as resp:
+            async with self._session.post(next(self._urls), data=self._bodies[index]) as resp:
                 body = await resp.read()
                 status = resp.status
         except TimeoutError:
@@ -114,41 +133,83 @@ class GrpcTransport:
         self._messages = [recdrill_pb2.RecommendRequest(
             user_id=r.user_id or "", history=r.history or [], k=r.k, exclude_seen=r.exclude_seen)
             for r in requests]
-        self._channel: Any = None
-        self._call: Any = None
+        self._channels: list[Any] = []
+        self._calls: Any = None
 
     async def open(self) -> None:
         import grpc
 
         from serving.proto import recdrill_pb2_grpc
 
-        self._channel = grpc.aio.insecure_channel(self._spec.address)
-        self._call = recdrill_pb2_grpc.RecommenderStub(self._channel).Recommend
+        self._channels = [grpc.aio.insecure_channel(a) for a in self._spec.addresses]
+        self._calls = itertools.cycle(
+            [recdrill_pb2_grpc.RecommenderStub(c).Recommend for c in self._channels])
 
     async def send(self, index: int) -> Answer:
         import grpc
 
         try:
-            reply = await self._call(self._messages[index], timeout=self._spec.timeout_s)
+            reply = await next(self._calls)(self._messages[index], timeout=self._spec.timeout_s)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return Answer(Status.TIMEOUT)
             shed = code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
             return Answer(Status.SHED if shed else Status.ERROR)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return Answer(Status.TIMEOUT)
         except Exception:  # noqa: BLE001 - any transport failure is an error outcome
             return Answer(Status.ERROR)
         return Answer(Status.OK, reply.degraded, tuple(item.item_id for item in reply.items))
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
 
-TRANSPORTS: dict[str, type[HttpTransport] | type[GrpcTransport]] = {
-    "http": HttpTransport, "grpc": GrpcTransport}
+class ClientTransport:
+    """``serving.client.Client`` over all addresses, with its retries and optional hedging."""
+
+    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest]) -> None:
+        from serving.retry import RetryPolicy
+
+        self._spec = spec
+        self._bodies = [r.model_dump(exclude_none=True) for r in requests]
+        self._policy = RetryPolicy(deadline_s=spec.timeout_s,
+                                   attempt_timeout_s=spec.timeout_s / (spec.retries + 1),
+                                   retries=spec.retries, hedge_after_s=spec.hedge_after_s)
+        self._client: Any = None
+
+    async def open(self) -> None:
+        from serving.client import Client
+
+        kind = self._spec.kind.removeprefix("client-")
+        self._client = Client(list(self._spec.addresses), transport=kind, policy=self._policy)
+
+    async def send(self, index: int) -> Answer:
+        from serving.errors import ClientError
+
+        start = time.monotonic()
+        try:
+            data = await self._client.recommend_raw(self._bodies[index])
+            return Answer(Status.OK, bool(data["degraded"]),
+                          tuple(item["item_id"] for item in data["items"]))
+        except ClientError as exc:
+            if exc.status == 503:
+                return Answer(Status.SHED)
+            late = time.monotonic() - start >= self._policy.deadline_s * 0.99
+            return Answer(Status.TIMEOUT if late else Status.ERROR)
+        except Exception:  # noqa: BLE001 - any client failure is an error outcome
+            return Answer(Status.ERROR)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+TRANSPORTS: dict[str, type[HttpTransport | GrpcTransport | ClientTransport]] = {
+    "http": HttpTransport, "grpc": GrpcTransport,
+    "client-http": ClientTransport, "client-grpc": ClientTransport}
 
 
 def make_transport(spec: TransportSpec, requests: Sequence[RecommendRequest]) -> Transport:
