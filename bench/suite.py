@@ -167,8 +167,9 @@ def measure_curve(cfg: SuiteConfig, name: str, spec: TransportSpec, workload: Wo
 
     while (rate := next_rate(steps, cfg.slo, cfg.start_rps, cfg.factor, cfg.max_rps,
                              cfg.refine)) is not None:
-        passed = any(step_passes(s, cfg.slo) for s in steps)
-        failed = any(not step_passes(s, cfg.slo) for s in steps)
+        counted = [s for s in steps if s.kind in ("search", "refine")]
+        passed = any(step_passes(s, cfg.slo) for s in counted)
+        failed = any(not step_passes(s, cfg.slo) for s in counted)
         kind = "refine" if passed and failed else "search"
         s = step(rate, kind)
         if not step_passes(s, cfg.slo) and cfg.confirm_failures:
@@ -245,6 +246,7 @@ def _servers(cfg: SuiteConfig, workload: Workload, log: Log) -> list[ContenderRe
                 records.append(measure_curve(cfg, name, spec, workload, log,
                                              health=server.url + "/healthz"))
         except BenchError as exc:
+            log(f"{name} failed: {exc}")
             records.append(ContenderRecord(name, "http", error=str(exc)))
     for name, batching in (("recdrill-batch", True), ("recdrill-nobatch", False)):
         if name not in cfg.contenders:
@@ -263,6 +265,7 @@ def _servers(cfg: SuiteConfig, workload: Workload, log: Log) -> list[ContenderRe
                                                  workload, log,
                                                  health=paths["http"][0] + "/readyz"))
         except BenchError as exc:
+            log(f"recdrill{suffix} failed: {exc}")
             records.append(ContenderRecord(f"recdrill{suffix}", "http", error=str(exc)))
     for ep in cfg.endpoints:
         spec = TransportSpec(ep.transport, ep.addresses, cfg.timeout_s, cfg.max_in_flight)
@@ -273,14 +276,23 @@ def _servers(cfg: SuiteConfig, workload: Workload, log: Log) -> list[ContenderRe
 def _export_rows(cfg: SuiteConfig, log: Log) -> list[dict[str, Any]]:
     if not cfg.export_bench or cfg.checkpoint is None:
         return []
-    from bench import export_bench
+    import json
+    import subprocess
 
-    log("export bench: ONNX vs PyTorch eager, fp32 vs int8")
-    try:
-        return export_bench.run(cfg.artifact, cfg.checkpoint)
-    except Exception as exc:  # noqa: BLE001 - the suite reports it and goes on
-        log(f"export bench failed: {exc!r}")
-        return [{"backend": "failed", "error": repr(exc)}]
+    log("export bench: ONNX vs PyTorch eager, fp32 vs int8 (python -m bench.export_bench)")
+    argv = [sys.executable, "-m", "bench.export_bench", "--artifact", str(cfg.artifact),
+            "--checkpoint", str(cfg.checkpoint)]
+    try:  # a subprocess with a bound: a crashed backend child must not hang the suite
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                              start_new_session=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode == 0 and lines:
+            return list(json.loads(lines[-1]))
+        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        error = repr(exc)
+    log(f"export bench failed: {error}")
+    return [{"backend": "failed", "error": error}]
 
 
 def run_suite(cfg: SuiteConfig, log: Log = _stderr) -> dict[str, Any]:

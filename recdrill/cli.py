@@ -8,12 +8,18 @@ from pathlib import Path
 
 import typer
 
-from training.cli import app as training_app
 from export.cli import app as export_app
+from replication.cli import app as replication_app
+from serving.cli import serve as serve_command
+from training.cli import app as training_app
 
 app = typer.Typer(add_completion=False, help="recdrill: recommendation serving through faults.")
 app.add_typer(training_app, name="data", help="Fetch, synthesise and train (python -m training).")
 app.add_typer(export_app, name="export", help="Export and verify artifacts (python -m export).")
+app.add_typer(replication_app, name="replication",
+              help="Publish, promote, rollback, backup, repair (python -m replication).")
+app.command("serve", help="Serve the committed version on Ray Serve (python -m serving serve).")(
+    serve_command)
 
 EXIT_OK, EXIT_TARGET_MISSED = 0, 3
 
@@ -25,11 +31,14 @@ def demo(
     max_time_s: float = typer.Option(540.0, envvar="RECDRILL_MAX_TRAIN_S",
                                      help="Training time cap in seconds."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    serve: bool = typer.Option(True, envvar="RECDRILL_DEMO_SERVE",
+                               help="Also publish to a local 3-node Ray cluster, serve, and "
+                                    "score the served answers."),
 ) -> None:
-    """The main job: fetch, train, evaluate, export, verify; JSON summary on stdout."""
+    """The main job: fetch, train, evaluate, export, verify, publish, serve; JSON on stdout."""
     from recdrill.demo import run_demo
 
-    summary = run_demo(out, data, max_time_s, progress)
+    summary = run_demo(out, data, max_time_s, progress, serve)
     typer.echo(json.dumps(summary))
     if not summary["beats_baselines"]:
         typer.echo("the transformer did not beat every baseline", err=True)

@@ -52,7 +52,7 @@ def tamper_check(artifact: Path, public_key: Path, victim: str = "model.onnx") -
 
 
 def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, serve: bool = True) -> dict[str, Any]:
     """Run the main job into ``out``; returns the summary (also written to report.json)."""
     from export.package import package_recommender
     from training.checkpoint import load_checkpoint
@@ -84,6 +84,15 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
     report.record("verify", started, ok=True, files=[f.path for f in manifest.files])
     started = time.perf_counter()
     report.record("tamper_check", started, **tamper_check(result.path, public))
+
+    if serve:
+        from recdrill.demo_serving import publish_and_serve
+
+        started = time.perf_counter()
+        _, test_targets = checkpoint.data.split("test")
+        targets = dict(zip(checkpoint.data.user_ids, test_targets.tolist()))
+        report.record("publish_serve_score", started,
+                      **publish_and_serve(result.path, public, private.parent, out, targets))
 
     summary = {"beats_baselines": run.beats_baselines(), **report.steps}
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2, sort_keys=True))

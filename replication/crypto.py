@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -122,7 +123,8 @@ def decrypt_chunks(sealed: Iterable[bytes], keyring: Keyring, *, digest: str) ->
                 digest=digest,
             ) from exc
 
-    for chunk in stream:
+    # The first read may already hold several segments: drain it before reading more.
+    for chunk in itertools.chain([b""], stream):
         buf += chunk
         while len(buf) > segment:
             yield _open(bytes(buf[:segment]), False)

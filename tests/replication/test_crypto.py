@@ -22,8 +22,9 @@ def test_round_trip_any_size(size: int) -> None:
     data = os.urandom(size)
     sealed = _seal(data)
     digest = hashlib.sha256(data).hexdigest()
-    pieces = [sealed[i : i + 7] for i in range(0, len(sealed), 7)]  # arbitrary re-chunking
-    assert b"".join(decrypt_chunks(pieces, RING, digest=digest)) == data
+    for read in (7, 64, len(sealed) + 1):  # small reads, and one read holding every segment
+        pieces = [sealed[i : i + read] for i in range(0, len(sealed), read)]
+        assert b"".join(decrypt_chunks(pieces, RING, digest=digest)) == data
     assert is_encrypted(sealed) and envelope_key_id(sealed) == RING.active_id
 
 
