@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,8 @@ def _child(args: tuple[str, Path, Path, int, int], queue: Any) -> None:
     queue.put(measure(*args))
 
 
-def run(artifact: Path, checkpoint: Path, threads: int = 1, repeats: int = 200) -> list[dict[str, Any]]:
+def run(artifact: Path, checkpoint: Path, threads: int = 1, repeats: int = 200,
+        timeout_s: float = 300.0) -> list[dict[str, Any]]:
     """Measure every available backend, each in a fresh process."""
     backends = ["torch", "onnx-fp32"] + (["onnx-int8"] if (artifact / "model.int8.onnx").exists() else [])
     ctx = mp.get_context("spawn")
@@ -87,8 +89,14 @@ def run(artifact: Path, checkpoint: Path, threads: int = 1, repeats: int = 200) 
         queue = ctx.Queue()
         proc = ctx.Process(target=_child, args=((backend, artifact, checkpoint, threads, repeats), queue))
         proc.start()
-        rows.append(queue.get())
-        proc.join()
+        try:
+            rows.append(queue.get(timeout=timeout_s))
+        except Empty as exc:
+            proc.kill()
+            raise RuntimeError(f"{backend}: no result within {timeout_s} s (exit code "
+                               f"{proc.exitcode}); see its traceback above") from exc
+        finally:
+            proc.join(timeout=10)
     return rows
 
 

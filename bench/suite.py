@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -104,6 +105,7 @@ class SuiteConfig:
     export_bench: bool = True
     serve_replicas: int = 1
     confirm_failures: bool = True
+    export_timeout_s: float = 180.0
 
     def __post_init__(self) -> None:
         unknown = set(self.contenders) - set(CONTENDERS)
@@ -282,14 +284,19 @@ def _export_rows(cfg: SuiteConfig, log: Log) -> list[dict[str, Any]]:
     log("export bench: ONNX vs PyTorch eager, fp32 vs int8 (python -m bench.export_bench)")
     argv = [sys.executable, "-m", "bench.export_bench", "--artifact", str(cfg.artifact),
             "--checkpoint", str(cfg.checkpoint)]
-    try:  # a subprocess with a bound: a crashed backend child must not hang the suite
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                              start_new_session=True)
-        lines = proc.stdout.strip().splitlines()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:  # bounded: a crashed backend child must not hang the suite
+        out, err = proc.communicate(timeout=cfg.export_timeout_s)
+        lines = out.strip().splitlines()
         if proc.returncode == 0 and lines:
             return list(json.loads(lines[-1]))
-        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    except (subprocess.TimeoutExpired, ValueError) as exc:
+        error = (err.strip().splitlines() or ["no output"])[-1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        error = f"no answer within {cfg.export_timeout_s:.0f} s (a backend process crashed?)"
+    except ValueError as exc:
         error = repr(exc)
     log(f"export bench failed: {error}")
     return [{"backend": "failed", "error": error}]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from bench.cli import app as bench_app
 from export.cli import app as export_app
 from replication.cli import app as replication_app
 from serving.cli import serve as serve_command
@@ -18,6 +19,7 @@ app.add_typer(training_app, name="data", help="Fetch, synthesise and train (pyth
 app.add_typer(export_app, name="export", help="Export and verify artifacts (python -m export).")
 app.add_typer(replication_app, name="replication",
               help="Publish, promote, rollback, backup, repair (python -m replication).")
+app.add_typer(bench_app, name="bench", help="Open-loop load and benchmark suites (python -m bench).")
 app.command("serve", help="Serve the committed version on Ray Serve (python -m serving serve).")(
     serve_command)
 

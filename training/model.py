@@ -34,6 +34,7 @@ class ModelConfig:
     attention_dropout: float = 0.2
     item_bias: bool = True
     init_std: float = 0.02
+    pretrain: bool = True
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -73,6 +74,11 @@ class SASRec(nn.Module):
         self.bert = BertModel(bert_config, add_pooling_layer=False)
         # A per-item bias carries the popularity prior, so the transformer learns the rest.
         self.item_bias = nn.Parameter(torch.zeros(n_items), requires_grad=config.item_bias)
+
+    def load_item_embeddings(self, item_embeddings: torch.Tensor) -> None:
+        """Start from pre-trained item embeddings (rows for item indices 1..N)."""
+        with torch.no_grad():
+            self.bert.embeddings.word_embeddings.weight[1:].copy_(item_embeddings)
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Contextual states ``[batch, seq, hidden]`` for left-padded ``input_ids``."""

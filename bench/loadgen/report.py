@@ -78,7 +78,7 @@ def markdown_report(records: Sequence[ContenderRecord], ratio_table: dict[str, d
         keep = (r.double.goodput_rps / r.saturation_rps if r.double and r.saturation_rps
                 else None)
         if r.error:
-            lines.append(f"| {r.name} | {r.transport} | failed: {r.error[:80]} |" + " |" * 11)
+            lines.append(f"| {r.name} | {r.transport} | failed: {r.error.splitlines()[0][:100]} |" + " |" * 11)
             continue
         lines.append(
             f"| {r.name} | {r.transport} | {_f(r.saturation_rps)} | {_f(s and s.p50_ms, 2)} | "
