@@ -26,12 +26,12 @@ class ModelConfig:
         2
     """
 
-    hidden_size: int = 64
+    hidden_size: int = 32
     num_layers: int = 2
     num_heads: int = 2
     max_seq_len: int = 50
-    dropout: float = 0.2
-    attention_dropout: float = 0.2
+    dropout: float = 0.3
+    attention_dropout: float = 0.3
     item_bias: bool = True
     init_std: float = 0.02
     pretrain: bool = True

@@ -30,18 +30,17 @@ class TrainConfig:
 
     Example:
         >>> TrainConfig(max_epochs=3).patience
-        10
+        12
     """
 
     max_epochs: int = 200
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.01
-    patience: int = 10
+    patience: int = 12
     seed: int = 42
-    threads: int = 2
+    threads: int = 1
     max_time_s: float = 540.0
-    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -96,15 +95,8 @@ def length_batches(lengths: np.ndarray, batch_size: int,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _ema_update(ema: SASRec, model: SASRec, decay: float) -> None:
-    with torch.no_grad():
-        for avg, live in zip(ema.parameters(), model.parameters()):
-            avg.mul_(decay).add_(live.detach(), alpha=1.0 - decay)
-
-
 def _epoch(model: SASRec, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray,
-           batch_size: int, rng: np.random.Generator, ema: SASRec | None = None,
-           ema_decay: float = 0.0) -> float:
+           batch_size: int, rng: np.random.Generator) -> float:
     model.train()
     lengths = (x > 0).sum(axis=1)
     total, batches = 0.0, 0
@@ -120,8 +112,6 @@ def _epoch(model: SASRec, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if ema is not None:
-            _ema_update(ema, model, ema_decay)
         total, batches = total + loss.item(), batches + 1
     model.eval()
     return total / max(batches, 1)
@@ -139,8 +129,6 @@ def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfi
             ppmi_embeddings(data.train_sequences(), data.n_items, model_config.hidden_size)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    # With EMA on, evaluation and the saved model use the averaged weights (smoother optimum).
-    ema = copy.deepcopy(model).eval() if config.ema_decay > 0 else None
     x, y = next_item_windows(data.train_sequences(), model_config.max_seq_len)
     valid_hist, valid_tgt = data.split("valid")
     best_state, best_ndcg, best_epoch, best_eval = None, -1.0, 0, None
@@ -152,16 +140,15 @@ def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfi
         task = bar.add_task("train", total=config.max_epochs, status="")
         epoch = 0
         for epoch in range(1, config.max_epochs + 1):
-            loss = _epoch(model, optimizer, x, y, config.batch_size, rng, ema, config.ema_decay)
-            scored = ema if ema is not None else model
-            result = evaluate(torch_scorer(scored), valid_hist, valid_tgt)
+            loss = _epoch(model, optimizer, x, y, config.batch_size, rng)
+            result = evaluate(torch_scorer(model), valid_hist, valid_tgt)
             ndcg = result.unfiltered.ndcg
             history.append({"epoch": epoch, "loss": loss, **result.as_dict()})
             if on_epoch is not None:
                 on_epoch(history[-1])
             if ndcg > best_ndcg:
                 best_state, best_ndcg, best_epoch, best_eval = (
-                    copy.deepcopy(scored.state_dict()), ndcg, epoch, result)
+                    copy.deepcopy(model.state_dict()), ndcg, epoch, result)
             bar.update(task, advance=1, status=f"loss {loss:.3f} valid ndcg@10 {ndcg:.4f} "
                                                f"(best {best_ndcg:.4f} @ {best_epoch})")
             out_of_time = time.perf_counter() - started > config.max_time_s
