@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -26,6 +29,20 @@ app.command("serve", help="Serve the committed version on Ray Serve (python -m s
 EXIT_OK, EXIT_TARGET_MISSED = 0, 3
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to file descriptor 1 (child processes too) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), envvar="RECDRILL_OUT", help="Output directory."),
@@ -40,7 +57,8 @@ def demo(
     """The main job: fetch, train, evaluate, export, verify, publish, serve; JSON on stdout."""
     from recdrill.demo import run_demo
 
-    summary = run_demo(out, data, max_time_s, progress, serve)
+    with stdout_to_stderr():  # Ray and onnxruntime print to fd 1; stdout carries JSON only
+        summary = run_demo(out, data, max_time_s, progress, serve)
     typer.echo(json.dumps(summary))
     if not summary["beats_baselines"]:
         typer.echo("the transformer did not beat every baseline", err=True)

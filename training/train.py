@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.nn import functional as F
 
@@ -136,7 +137,7 @@ def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfi
     started = time.perf_counter()
     columns = (TextColumn("[bold]train[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("train", total=config.max_epochs, status="")
         epoch = 0
         for epoch in range(1, config.max_epochs + 1):

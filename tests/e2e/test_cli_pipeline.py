@@ -64,9 +64,8 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, env: dict[str, str]) -> No
     assert not (tmp_path / "c").exists()
 
 
-def test_demo_runs_every_step(synthetic: Path, env: dict[str, str], tmp_path: Path) -> None:
+def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: dict[str, str], tmp_path: Path) -> None:
     proc = subprocess.run(["recdrill", "demo", "--data", str(synthetic), "--out", str(tmp_path),
-                           "--no-serve",
                            "--max-time-s", "15", "--no-progress"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode in (0, 3), proc.stderr  # 3: trained too briefly to beat baselines
@@ -74,3 +73,11 @@ def test_demo_runs_every_step(synthetic: Path, env: dict[str, str], tmp_path: Pa
     assert summary["tamper_check"]["refused_file"] == "model.onnx"
     assert summary["verify"]["ok"] is True
     assert json.loads((tmp_path / "report.json").read_text()) == summary
+    served = summary["publish_serve_score"]
+    assert len(served["publish"]["committed_on"]) >= 2
+    offline = summary["train_and_evaluate"]["test"]["sasrec"]
+    for transport in ("served_http", "served_grpc"):
+        # What clients get over the wire is what the offline table reports.
+        assert served[transport]["unfiltered"]["ndcg@10"] == pytest.approx(offline["ndcg@10"], abs=1e-3)
+        assert served[transport]["unfiltered"]["degraded"] == 0
+        assert len(served[transport]["unfiltered"]["answered_by"]) == 2
