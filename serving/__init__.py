@@ -26,6 +26,8 @@ from serving.errors import (
     ServingError,
     Unauthorized,
 )
+from serving.catalog import Catalog
+from serving.local_fallback import LocalFallback
 from serving.retry import RetryPolicy
 from serving.runner import ModelRunner
 from serving.schemas import Item, RecommendRequest, RecommendResponse
@@ -35,12 +37,14 @@ from serving.source import ArtifactSource, DirectorySource, StoreSource, make_so
 __all__ = [
     "AdmissionPolicy",
     "ArtifactSource",
+    "Catalog",
     "Client",
     "ClientError",
     "Decision",
     "DirectorySource",
     "InvalidRequest",
     "Item",
+    "LocalFallback",
     "ModelLoadError",
     "ModelRunner",
     "NotReady",

@@ -3,7 +3,9 @@
 Every call has a deadline; an attempt that fails with a connection error, a timeout, a 5xx or
 a retryable gRPC code is retried on the *next* endpoint after a full-jitter backoff; with
 ``hedge_after_s`` a second attempt races the first when it is slow. Bad input (4xx,
-INVALID_ARGUMENT) is never retried. bench/ and drills/ use it.
+INVALID_ARGUMENT) is never retried. With ``fallback`` (a ``LocalFallback``), a call that no
+endpoint answers in time is answered from the artifact's lists, ``degraded: true``, instead of
+raising. bench/ and drills/ use it.
 
 Example:
     >>> async with Client(["http://127.0.0.1:8100", "http://127.0.0.1:8101"]) as c:  # doctest: +SKIP
@@ -21,7 +23,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Self
 
-from serving.errors import ClientError
+from serving.errors import ClientError, InvalidRequest
+from serving.local_fallback import LocalFallback
 from serving.retry import (
     GRPC_RETRYABLE,
     RetryPolicy,
@@ -50,13 +53,16 @@ class Client:
 
     def __init__(self, endpoints: Sequence[str], *, transport: str = "http",
                  policy: RetryPolicy | None = None, token: str | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 fallback: LocalFallback | None = None) -> None:
         if not endpoints:
             raise ValueError("Client needs at least one endpoint")
         if transport not in ("http", "grpc"):
             raise ValueError(f"transport: expected 'http' or 'grpc', found {transport!r}")
         self.endpoints, self.transport = list(endpoints), transport
         self.policy = policy or RetryPolicy()
+        self.fallback = fallback
+        self.fallbacks = 0  # answers the local degraded tier gave (no endpoint could)
         self._headers = {"content-type": "application/json"}
         if token:
             self._headers["authorization"] = f"Bearer {token}"
@@ -107,6 +113,13 @@ class Client:
                 continue  # recorded in attempts; the next attempt goes elsewhere
             except _Fatal as exc:
                 raise ClientError(str(exc), attempts + [(first, str(exc))], exc.status) from None
+        if self.fallback is not None:
+            try:
+                answer = self.fallback.answer(body)
+            except InvalidRequest as exc:
+                raise ClientError(str(exc), attempts, 422) from None
+            self.fallbacks += 1
+            return answer
         raise ClientError(f"no endpoint answered within {p.deadline_s} s after "
                           f"{len(attempts)} attempt(s): {attempts[-3:]}", attempts)
 

@@ -11,8 +11,8 @@ from serving import errors
 
 def test_all_is_pinned() -> None:
     assert set(serving.__all__) == {
-        "AdmissionPolicy", "ArtifactSource", "Client", "ClientError", "Decision",
-        "DirectorySource", "InvalidRequest", "Item", "ModelLoadError", "ModelRunner", "NotReady",
+        "AdmissionPolicy", "ArtifactSource", "Catalog", "Client", "ClientError", "Decision",
+        "DirectorySource", "InvalidRequest", "Item", "LocalFallback", "ModelLoadError", "ModelRunner", "NotReady",
         "Overloaded", "RecommendRequest", "RecommendResponse", "RecommendService", "RetryPolicy",
         "ServiceConfig", "ServingError", "StoreSource", "Unauthorized", "decide", "make_source",
         "recommend_sync",

@@ -20,6 +20,7 @@ from serving.errors import ClientError
 from serving.proto import recdrill_pb2 as pb
 from serving.proto import recdrill_pb2_grpc as pbg
 from serving.retry import RetryPolicy
+from serving.schemas import RecommendRequest
 from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService, ServiceConfig
 from serving.source import DirectorySource
@@ -178,3 +179,51 @@ def test_hedged_call_answers(server: tuple[EntryServer, Endpoint]) -> None:
         return [a.items[0].item_id for a in answers]
 
     assert len(set(asyncio.run(run()))) == 1
+
+
+def test_with_every_endpoint_dead_the_local_fallback_answers(artifacts: Artifacts,
+                                                               server: tuple[EntryServer, Endpoint]
+                                                               ) -> None:
+    from serving.local_fallback import LocalFallback
+    from serving.runner import ModelRunner
+
+    tier = LocalFallback.from_artifact(artifacts.path("v1"), artifacts.public_key)
+    dead = [f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"]
+    policy = RetryPolicy(deadline_s=0.3, attempt_timeout_s=0.1, retries=3)
+
+    async def run() -> tuple[Any, Any, int]:
+        async with Client(dead, policy=policy, fallback=tier) as client:
+            answer = await client.recommend({"user_id": "u1", "k": 3})
+            with pytest.raises(ClientError) as err:  # bad input is still the caller's error
+                await client.recommend({"user_id": "nobody", "k": 3})
+            return answer, err.value, client.fallbacks
+
+    answer, error, fallbacks = asyncio.run(run())
+    runner = ModelRunner.load(artifacts.path("v1"), "v1")
+    expected = runner.items_json(runner.fallback(runner.resolve(RecommendRequest(user_id="u1", k=3))))
+    assert answer.degraded and answer.replica == "client-fallback" and answer.model_version == "v1"
+    assert [i.model_dump() for i in answer.items] == expected
+    assert error.status == 422 and "unknown" in str(error) and fallbacks == 1
+
+    async def live() -> tuple[Any, int]:  # with a live endpoint the fallback stays unused
+        async with Client([server[1].http_url], policy=policy, fallback=tier) as client:
+            return await client.recommend({"user_id": "u1", "k": 3}), client.fallbacks
+
+    live_answer, live_fallbacks = asyncio.run(live())
+    assert not live_answer.degraded and live_fallbacks == 0
+
+
+def test_local_fallback_refuses_a_tampered_artifact(artifacts: Artifacts, tmp_path: Any) -> None:
+    import shutil
+
+    from export.errors import ArtifactVerificationError
+    from serving.local_fallback import LocalFallback
+
+    copy = tmp_path / "v1"
+    shutil.copytree(artifacts.path("v1"), copy)
+    blob = bytearray((copy / "fallback.npz").read_bytes())
+    blob[-1] ^= 1
+    (copy / "fallback.npz").write_bytes(bytes(blob))
+    with pytest.raises(ArtifactVerificationError) as err:
+        LocalFallback.from_artifact(copy, artifacts.public_key)
+    assert err.value.path == "fallback.npz"
