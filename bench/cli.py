@@ -8,7 +8,6 @@ fallback (``RECDRILL_BENCH_*``). Exit codes: 0 ok, 2 bad configuration, 3 the ru
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -163,4 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

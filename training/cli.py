@@ -6,7 +6,6 @@ Machine output (JSON) goes to stdout; tables, logs and progress go to stderr.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -90,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
