@@ -64,9 +64,11 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, env: dict[str, str]) -> No
     assert not (tmp_path / "c").exists()
 
 
-def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: dict[str, str], tmp_path: Path) -> None:
-    proc = subprocess.run(["recdrill", "demo", "--data", str(synthetic), "--out", str(tmp_path),
-                           "--max-time-s", "15", "--no-progress"], cwd=ROOT, env=env,
+def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "recdrill", "demo", "--data", str(synthetic),
+                           "--out", str(tmp_path), "--max-time-s", "15", "--no-progress"],
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode in (0, 3), proc.stderr  # 3: trained too briefly to beat baselines
     summary = json.loads(proc.stdout)
