@@ -27,7 +27,8 @@ from training.metrics import summarize
 CONCURRENCY = 16
 
 
-def _free_port_pair() -> int:
+def _free_port_base() -> int:
+    """A base port with base, base+1 (HTTP) and base+40, base+41 (gRPC) free on loopback."""
     for base in range(18100, 60000, 53):
         try:
             for port in (base, base + 1, base + 40, base + 41):
@@ -69,6 +70,14 @@ async def _score_served(client: Client, user_ids: list[str], targets: dict[str, 
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+async def _score_transport(addrs: list[str], transport: str, targets: dict[str, int],
+                           index_of: dict[str, int]) -> dict[str, Any]:
+    users = sorted(targets)
+    async with Client(addrs, transport=transport) as client:
+        return {"unfiltered": await _score_served(client, users, targets, index_of, False),
+                "seen_filtered": await _score_served(client, users, targets, index_of, True)}
+
+
 def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path,
                       targets: dict[str, int]) -> dict[str, Any]:
     """Publish ``artifact`` with W=2 on head + 2 workers, serve it, score served answers."""
@@ -78,6 +87,7 @@ def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path
     from serving.deployment import deploy
 
     node_root = out / "stores" / "nodes"
+    # Replicas find their node's store through this variable (inherited by the Ray nodes).
     os.environ["RECDRILL_NODE_STORE_ROOT"] = str(node_root)
     key = _store_key(key_dir)
     items = pd.read_parquet(artifact / "items.parquet", columns=["item_id", "index"])
@@ -91,7 +101,7 @@ def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path
         started = time.perf_counter()
         published = cluster.publish(str(artifact))
         report["publish"] = {"seconds": round(time.perf_counter() - started, 2), **published}
-        base = _free_port_pair()
+        base = _free_port_base()
         settings = ServeSettings(store="node", public_key=str(public_key), key_files=(str(key),),
                                  replicas=2, http_port=base, grpc_port=base + 40, app_name="demo")
         try:
@@ -100,16 +110,9 @@ def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path
             report["serve"] = {"seconds": round(time.perf_counter() - started, 2),
                                "http": [e.http_url for e in endpoints],
                                "grpc": [e.grpc_target for e in endpoints]}
-            users = sorted(targets)
-            for transport, addrs in (("http", report["serve"]["http"]),
-                                     ("grpc", report["serve"]["grpc"])):
-                async def run(addrs: list[str] = addrs, transport: str = transport) -> Any:
-                    async with Client(addrs, transport=transport) as client:
-                        return {
-                            "unfiltered": await _score_served(client, users, targets, index_of, False),
-                            "seen_filtered": await _score_served(client, users, targets, index_of, True),
-                        }
-                report[f"served_{transport}"] = asyncio.run(run())
+            for transport in ("http", "grpc"):
+                report[f"served_{transport}"] = asyncio.run(
+                    _score_transport(report["serve"][transport], transport, targets, index_of))
         finally:
             serve.shutdown()
     report["audit_head"] = AuditLog(out / "stores" / "audit.jsonl").verify()
