@@ -27,7 +27,7 @@ class ModelConfig:
     """
 
     hidden_size: int = 32
-    num_layers: int = 2
+    num_layers: int = 1
     num_heads: int = 2
     max_seq_len: int = 50
     dropout: float = 0.3
