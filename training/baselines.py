@@ -9,10 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.cooccurrence import MAX_DENSE_ITEMS, co_occurrence
 from training.metrics import Scorer
 
-#: Beyond this catalog size the dense item×item matrices of two baselines are skipped.
-MAX_DENSE_ITEMS = 20_000
 
 
 def popularity(train: Sequence[np.ndarray], n_items: int) -> Scorer:
@@ -48,11 +47,7 @@ def transitions(train: Sequence[np.ndarray], n_items: int) -> Scorer:
 def item_knn(train: Sequence[np.ndarray], n_items: int, recent: int = 5,
              decay: float = 0.7) -> Scorer:
     """Cosine item-item similarity over user co-occurrence, summed over recent items."""
-    users = np.repeat(np.arange(len(train)), [len(s) for s in train])
-    items = np.concatenate(train) - 1
-    incidence = np.zeros((len(train), n_items), dtype=np.float32)
-    incidence[users, items] = 1.0
-    co = incidence.T @ incidence
+    co = co_occurrence(train, n_items)
     norms = np.sqrt(np.diag(co)) + 1e-9
     sim = co / norms[:, None] / norms[None, :]
     np.fill_diagonal(sim, 0.0)

@@ -2,7 +2,8 @@
 
 The transformer is then fine-tuned from these embeddings instead of random ones: on small
 data such as MovieLens-100k it starts from the collaborative signal that item-kNN exploits,
-and learns the order on top. Dense, so only for catalogs up to ``MAX_PRETRAIN_ITEMS``.
+and learns the order on top. Dense, so only for catalogs up to ``MAX_PRETRAIN_ITEMS``
+(larger catalogs start from random embeddings).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MAX_PRETRAIN_ITEMS = 20_000
+from training.cooccurrence import MAX_DENSE_ITEMS, co_occurrence
+
+MAX_PRETRAIN_ITEMS = MAX_DENSE_ITEMS
 
 
 def ppmi_embeddings(train: Sequence[np.ndarray], n_items: int, dim: int,
@@ -22,10 +25,7 @@ def ppmi_embeddings(train: Sequence[np.ndarray], n_items: int, dim: int,
         >>> ppmi_embeddings([np.array([1, 2]), np.array([1, 2]), np.array([3])], 3, 2).shape
         (3, 2)
     """
-    users = np.repeat(np.arange(len(train)), [len(s) for s in train])
-    incidence = np.zeros((len(train), n_items), dtype=np.float64)
-    incidence[users, np.concatenate(train) - 1] = 1.0
-    co = incidence.T @ incidence
+    co = co_occurrence(train, n_items).astype(np.float64)
     np.fill_diagonal(co, 0.0)
     total = co.sum()
     if total == 0:
