@@ -26,11 +26,9 @@ def build_app(artifact: Path, threads: int = 1, model_file: str = "model.onnx") 
     from bench.contenders.catalog import Catalog, InvalidInput, left_pad_one
 
     catalog = Catalog.from_artifact(artifact)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(artifact / model_file), options,
+    from serving.runner import session_options
+
+    session = ort.InferenceSession(str(artifact / model_file), session_options(threads),
                                    providers=["CPUExecutionProvider"])
     session.run(None, {"input_ids": np.ones((1, 1), dtype=np.int64)})  # probe
     app = FastAPI(title="fastapi-ort baseline")

@@ -29,11 +29,9 @@ def measure(artifact: Path, workload: Any, duration_s: float, threads: int = 1,
     from bench.loadgen.recorder import new_histogram, summarize
 
     catalog = Catalog.from_artifact(artifact)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(artifact / model_file), options,
+    from serving.runner import session_options
+
+    session = ort.InferenceSession(str(artifact / model_file), session_options(threads),
                                    providers=["CPUExecutionProvider"])
     requests, targets = workload.requests(), workload.targets()
     order = workload.order(max(len(requests), 1000), seed=0)
