@@ -26,6 +26,8 @@ class ServeSettings(BaseModel):
                               "each Ray node's local store; replicas check out and verify.")
     public_key: str = Field(..., description="Artifact signing public key (PEM).")
     key_files: tuple[str, ...] = Field((), description="Store encryption key files.")
+    node_root: str | None = Field(None, description="With store='node': the directory holding "
+                                  "every node's store (default $RECDRILL_NODE_STORE_ROOT).")
     version: str | None = Field(None, description="Version to serve; None = current.")
     app_name: str = Field("recdrill", description="Ray Serve application name.")
     host: str = Field("127.0.0.1", description="Interface the replicas' servers bind.")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "build_app",
     "deploy",
     "list_endpoints",
+    "list_replicas",
     "per_node_limit",
     "set_version",
 ]
@@ -69,7 +71,7 @@ class RecommenderReplica:
         node = ray.get_runtime_context().get_node_id()[:12]
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         source = make_source(artifact=s.artifact, store=s.store, public_key_path=s.public_key,
-                             key_files=s.key_files)
+                             key_files=s.key_files, node_root=s.node_root)
         self.service = RecommendService(
             source, replica=ctx.replica_id.unique_id, node=node,
             config=s.service_config(threads=max(1, round(cpus))),
@@ -83,7 +85,10 @@ class RecommenderReplica:
         internal_kv._internal_kv_put(
             _kv_key(s.app_name, rank),
             json.dumps({"host": ep.host, "http_port": ep.http_port, "grpc_port": ep.grpc_port,
-                        "node": node}).encode(), overwrite=True, namespace=_KV_NAMESPACE)
+                        "node": node, "node_id": ray.get_runtime_context().get_node_id(),
+                        "pid": os.getpid(), "rank": rank,
+                        "actor": ctx.replica_id.to_full_id_str()}).encode(),
+            overwrite=True, namespace=_KV_NAMESPACE)
 
     def _start_server(self, rank: int) -> EntryServer:
         # A replacement replica may start before the dead one's sockets are released.
@@ -213,8 +218,9 @@ def _clear_endpoints(app_name: str) -> None:
         internal_kv._internal_kv_del(key, namespace=_KV_NAMESPACE)
 
 
-def list_endpoints(app_name: str = "recdrill") -> list[Endpoint]:
-    """Addresses the replicas of ``app_name`` registered, by rank."""
+def list_replicas(app_name: str = "recdrill") -> list[dict[str, Any]]:
+    """What each replica of ``app_name`` registered, by rank: host, ports, node (short and
+    full id), pid and Serve actor name (the newest registration of each rank)."""
     from ray.experimental import internal_kv
 
     prefix = f"serving/{app_name}/endpoints/".encode()
@@ -223,6 +229,10 @@ def list_endpoints(app_name: str = "recdrill") -> list[Endpoint]:
     for key in keys:
         raw = internal_kv._internal_kv_get(key, namespace=_KV_NAMESPACE)
         if raw:
-            d = json.loads(raw)
-            out.append(Endpoint(d["host"], d["http_port"], d["grpc_port"]))
+            out.append(json.loads(raw))
     return out
+
+
+def list_endpoints(app_name: str = "recdrill") -> list[Endpoint]:
+    """Addresses the replicas of ``app_name`` registered, by rank."""
+    return [Endpoint(d["host"], d["http_port"], d["grpc_port"]) for d in list_replicas(app_name)]

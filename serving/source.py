@@ -60,12 +60,13 @@ class StoreSource:
     store: str
     public_key_path: str
     key_files: tuple[str, ...] = ()
+    node_root: str | None = None
 
     def fetch(self, version: str | None = None) -> tuple[str, Path]:
         from replication import KeySpec, checkout, node_store_path
         from replication.errors import ReplicationError
 
-        url = os.fspath(node_store_path()) if self.store == "node" else self.store
+        url = os.fspath(node_store_path(self.node_root)) if self.store == "node" else self.store
         try:
             return checkout(url, version, public_key_path=self.public_key_path,
                             key_provider=KeySpec(files=self.key_files))
@@ -81,11 +82,11 @@ SOURCES: dict[str, type[DirectorySource | StoreSource]] = {
 
 
 def make_source(*, artifact: str | None, store: str | None, public_key_path: str,
-                key_files: tuple[str, ...] = ()) -> ArtifactSource:
+                key_files: tuple[str, ...] = (), node_root: str | None = None) -> ArtifactSource:
     """Exactly one of ``artifact`` (a directory) or ``store`` (URL, path, or ``"node"``)."""
     if (artifact is None) == (store is None):
         raise ModelLoadError("give exactly one of an artifact directory or a store")
     if artifact is not None:
         return DirectorySource(artifact, public_key_path)
     assert store is not None
-    return StoreSource(store, public_key_path, key_files)
+    return StoreSource(store, public_key_path, key_files, node_root)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +36,16 @@ class GeneratorStats:
 
 async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndarray,
                         targets: Sequence[str | None], *, max_in_flight: int = 1000,
-                        drain_s: float = 5.0, start_at: float | None = None
-                        ) -> tuple[Outcomes, GeneratorStats]:
+                        drain_s: float = 5.0, start_at: float | None = None,
+                        on_tick: Callable[[OutcomeBuffer, float], bool | None] | None = None,
+                        tick_s: float = 1.0) -> tuple[Outcomes, GeneratorStats]:
     """Run ``schedule`` against an opened ``transport``; request ``i`` replays ``picks[i]``.
 
     ``start_at`` is a ``time.monotonic()`` instant shared by generator processes (default:
     now). After the last send, answers get ``drain_s`` more seconds; the rest are timeouts.
+    ``on_tick(buffer, elapsed_s)`` is called every ``tick_s`` while the run lasts (live
+    progress; it must be quick); when it returns True no further request is sent (the rest are
+    counted as dropped): a drill's abort.
     """
     buf = OutcomeBuffer(schedule.offsets_s)
     in_flight = 0
@@ -67,10 +71,25 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
     cpu0, wall0 = time.process_time(), time.monotonic()
     start = time.monotonic() if start_at is None else start_at
     loop = asyncio.get_running_loop()
+
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal stop
+        assert on_tick is not None
+        while True:
+            await asyncio.sleep(tick_s)
+            stop = bool(on_tick(buf, time.monotonic() - start)) or stop
+
+    ticks = loop.create_task(ticker()) if on_tick is not None else None
     for i, offset in enumerate(schedule.offsets_s.tolist()):
         intended = start + offset
         delay = intended - time.monotonic()
         await asyncio.sleep(max(0, delay))
+        if stop:
+            for rest in range(i, len(schedule.offsets_s)):
+                buf.drop(rest)
+            break
         if in_flight >= max_in_flight:
             buf.drop(i)
             continue
@@ -83,6 +102,10 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+    if ticks is not None:
+        ticks.cancel()
+        await asyncio.gather(ticks, return_exceptions=True)
+        on_tick(buf, time.monotonic() - start)  # type: ignore[misc]
     wall, cpu = time.monotonic() - max(start, wall0), time.process_time() - cpu0
     cpus = tuple(sorted(os.sched_getaffinity(0)))
     return buf.freeze(), GeneratorStats(round(wall, 3), round(cpu, 3),

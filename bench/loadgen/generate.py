@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bench.loadgen.dispatcher import GeneratorStats, run_open_loop
-from bench.loadgen.outcomes import Outcomes
+from bench.loadgen.outcomes import OutcomeBuffer, Outcomes
 from bench.loadgen.schedule import Schedule, constant
 from bench.loadgen.transports import TransportSpec, make_transport
 from bench.loadgen.workload import Workload
@@ -35,10 +35,14 @@ class GeneratorJob:
     max_in_flight: int = 1000
     warmup_s: float = 1.0
     cpu: int | None = None
+    tick_s: float | None = None
 
 
-async def _run(job: GeneratorJob, wait_start: Callable[[], float | None]
-               ) -> tuple[Outcomes, GeneratorStats]:
+Tick = Callable[[OutcomeBuffer, float], bool | None]
+
+
+async def _run(job: GeneratorJob, wait_start: Callable[[], float | None],
+               on_tick: Tick | None = None) -> tuple[Outcomes, GeneratorStats]:
     transport = make_transport(job.transport, job.workload.requests())
     targets = job.workload.targets()
     await transport.open()
@@ -51,7 +55,9 @@ async def _run(job: GeneratorJob, wait_start: Callable[[], float | None]
         start_at = wait_start()
         return await run_open_loop(job.schedule, transport, job.picks, targets,
                                    max_in_flight=job.max_in_flight,
-                                   drain_s=job.transport.timeout_s + 1, start_at=start_at)
+                                   drain_s=job.transport.timeout_s + 1, start_at=start_at,
+                                   on_tick=on_tick if job.tick_s else None,
+                                   tick_s=job.tick_s or 1.0)
     finally:
         await transport.close()
 
@@ -70,12 +76,13 @@ def run_event_loop(main: Coroutine[Any, Any, T], uvloop_ok: bool = True) -> T:
         return runner.run(main)
 
 
-def run_job(job: GeneratorJob, wait_start: Callable[[], float | None] = lambda: None
-            ) -> tuple[Outcomes, GeneratorStats]:
+def run_job(job: GeneratorJob, wait_start: Callable[[], float | None] = lambda: None,
+            on_tick: Tick | None = None) -> tuple[Outcomes, GeneratorStats]:
     """Run one generator to completion in this process (pinned to ``job.cpu`` if set).
 
     gRPC runs on asyncio's own loop (grpc.aio does not support uvloop); HTTP on uvloop.
     """
     if job.cpu is not None:
         os.sched_setaffinity(0, {job.cpu})
-    return run_event_loop(_run(job, wait_start), uvloop_ok="grpc" not in job.transport.kind)
+    return run_event_loop(_run(job, wait_start, on_tick),
+                          uvloop_ok="grpc" not in job.transport.kind)

@@ -74,10 +74,32 @@ class OutcomeBuffer:
         self.status = np.full(n, int(Status.TIMEOUT), dtype=np.int8)
         self.degraded = np.zeros(n, dtype=bool)
         self.rank = np.full(n, -2, dtype=np.int32)
+        self.finished = np.zeros(n, dtype=bool)
 
     def drop(self, i: int) -> None:
         """Request ``i`` was not sent (in-flight cap)."""
         self.status[i] = Status.DROPPED
+        self.finished[i] = True
+
+    def live_seconds(self, first_s: int, upto_s: int) -> list[dict[str, int]]:
+        """Counts of seconds ``[first_s, upto_s)`` so far (for live progress and abort checks):
+        offered, finished, ok, degraded; unfinished rows are neither ok nor failed yet.
+
+        Example:
+            >>> buf = OutcomeBuffer(np.array([0.1, 0.5, 1.2]))
+            >>> buf.done(0, Status.OK, 0, 0.001, 0.001); buf.done(1, Status.ERROR, 0, 0.1, 0.1)
+            >>> buf.live_seconds(0, 2)
+            [{'second': 0, 'offered': 2, 'finished': 2, 'ok': 1, 'degraded': 0}, \
+{'second': 1, 'offered': 1, 'finished': 0, 'ok': 0, 'degraded': 0}]
+        """
+        out = []
+        for second in range(max(0, first_s), upto_s):
+            rows = (self.intended_s >= second) & (self.intended_s < second + 1)
+            done = rows & self.finished
+            ok = done & (self.status == Status.OK)
+            out.append({"second": second, "offered": int(rows.sum()), "finished": int(done.sum()),
+                        "ok": int(ok.sum()), "degraded": int((ok & self.degraded).sum())})
+        return out
 
     def done(self, i: int, status: Status, lag_s: float, latency_s: float, service_s: float,
              degraded: bool = False, rank: int = -2) -> None:
@@ -88,6 +110,7 @@ class OutcomeBuffer:
         self.service_us[i] = round(service_s * 1e6)
         self.degraded[i] = degraded
         self.rank[i] = rank
+        self.finished[i] = True
 
     def freeze(self) -> Outcomes:
         """The filled columns (copies)."""

@@ -1,0 +1,5 @@
+"""``python -m drills``: see drills.cli."""
+
+from drills.cli import main
+
+main()

@@ -1,0 +1,308 @@
+"""The system under drill: a Ray cluster (embedded, or attached through RAY_ADDRESS), the
+replicated stores (primary + one per node, W verified copies), and the serving app, with the
+views faults need (replicas with pids and nodes, a node's processes, readiness from outside).
+
+Embedded (default): head + N workers started here with their own temp dir and ports, torn
+down afterwards. Attached: an existing cluster (``ray start``, ``ray job submit``); the drill
+deploys its own app and replicators under its own names and removes only those.
+
+Example:
+    >>> with open_system(ClusterShape(), inputs, Path("runs/drill/work")) as sud:  # doctest: +SKIP
+    ...     sud.start()
+    ...     sud.replicas()[0].http_url
+    'http://127.0.0.1:18100'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from drills.errors import EnvironmentError_
+from drills.scenario import ClusterShape
+from replication.checkout import node_name
+
+__all__ = ["DrillInputs", "Replica", "System", "free_port_base", "open_system"]
+
+log = logging.getLogger(__name__)
+_GRPC_OFFSET = 40
+
+
+@dataclass(frozen=True)
+class DrillInputs:
+    """What a drill serves and scores: a signed artifact, its public key, optionally the
+    training checkpoint (held-out items for quality), the signing key (to publish derived
+    versions) and the store encryption key file (generated when absent)."""
+
+    artifact: Path
+    public_key: Path
+    checkpoint: Path | None = None
+    private_key: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One serving replica as it registered itself."""
+
+    rank: int
+    node_id: str
+    node: str
+    pid: int
+    actor: str
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def store_name(self) -> str:
+        """Directory name of this replica's node store."""
+        return node_name(self.node_id)
+
+
+def free_port_base(span: int, start: int = 18100) -> int:
+    """A base port with ``span`` HTTP ports and ``span`` gRPC ports (+40) free on loopback."""
+    for base in range(start, 60000, 53):
+        try:
+            for port in [*range(base, base + span),
+                         *range(base + _GRPC_OFFSET, base + _GRPC_OFFSET + span)]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise EnvironmentError_("no free loopback ports for the drill's replicas")
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, token: str | None = None,
+              timeout_s: float = 5.0) -> tuple[int, dict[str, Any]]:
+    """One HTTP call (GET, or POST with a JSON body): status and parsed body; never raises
+    for HTTP errors (status 0 when the connection failed)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+    except (OSError, ValueError) as exc:
+        return 0, {"error": repr(exc)}
+
+
+class System:
+    """A running cluster plus what the drill deployed on it."""
+
+    def __init__(self, root: Path, inputs: DrillInputs, shape: ClusterShape, local: Any,
+                 app_name: str) -> None:
+        from replication.cluster import ClusterConfig, ReplicationCluster
+        from replication.keys import KeySpec, generate_key_file
+
+        self.root, self.inputs, self.shape, self.local = root, inputs, shape, local
+        self.app_name = app_name
+        self.admin_token = secrets.token_urlsafe(24)
+        key = inputs.key_file
+        if key is None:
+            key = root / "store.key"
+            if not key.exists():
+                generate_key_file(key)
+        self.key_file = key
+        self.primary_dir = root / "stores" / "primary"
+        self.node_root = root / "stores" / "nodes"
+        self.rc = ReplicationCluster(ClusterConfig(
+            primary_url=str(self.primary_dir), node_root=str(self.node_root),
+            public_key_path=str(inputs.public_key), audit_path=str(root / "stores/audit.jsonl"),
+            key_spec=KeySpec(files=(str(key),)), w=min(shape.w, self.alive_nodes()),
+            actor="recdrill-drill", detached=False))
+        self.settings: Any = None
+        self.version: str | None = None
+        self.killed_nodes: list[str] = []
+
+    @property
+    def mode(self) -> str:
+        return "embedded" if self.local is not None else "attached"
+
+    # -- cluster views ----------------------------------------------------------------------
+    @staticmethod
+    def nodes() -> list[dict[str, Any]]:
+        import ray
+
+        return [n for n in ray.nodes() if n.get("Alive")]
+
+    def alive_nodes(self) -> int:
+        return len(self.nodes())
+
+    @staticmethod
+    def head_node_id() -> str | None:
+        import ray
+
+        for n in ray.nodes():
+            if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {}):
+                return str(n["NodeID"])
+        return None
+
+    def node_alive(self, node_id: str) -> bool:
+        return any(n["NodeID"] == node_id for n in self.nodes())
+
+    @staticmethod
+    def node_processes(node_id: str) -> list[psutil.Process]:
+        """The raylet of ``node_id`` on this host and every process it started (workers,
+        agents), found by pid from outside; empty when the node is not on this host."""
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (
+                        proc.info["cmdline"] or []):
+                    return [proc, *proc.children(recursive=True)]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return []
+
+    # -- deployment -------------------------------------------------------------------------
+    def start(self, timeout_s: float = 180.0) -> dict[str, Any]:
+        """Publish the artifact with W verified copies, deploy the app, wait until ready."""
+        from serving.config import ServeSettings
+        from serving.deployment import deploy
+
+        t0 = time.monotonic()
+        published = self.rc.publish(str(self.inputs.artifact))
+        self.version = published["version"]
+        publish_s = time.monotonic() - t0
+        base = free_port_base(self.shape.replicas)
+        self.settings = ServeSettings(
+            store="node", node_root=str(self.node_root), public_key=str(self.inputs.public_key),
+            key_files=(str(self.key_file),), replicas=self.shape.replicas, http_port=base,
+            grpc_port=base + _GRPC_OFFSET, app_name=self.app_name,
+            admin_token=self.admin_token)
+        t1 = time.monotonic()
+        deploy(self.settings, timeout_s=timeout_s)
+        self.wait_ready(self.shape.replicas, timeout_s)
+        return {"version": self.version, "publish_s": round(publish_s, 2),
+                "committed_on": published["committed_on"],
+                "deploy_s": round(time.monotonic() - t1, 2)}
+
+    def replicas(self) -> list[Replica]:
+        """Replicas as registered (newest registration per rank)."""
+        from serving.deployment import list_replicas
+
+        return [Replica(int(d["rank"]), d["node_id"], d["node"], int(d["pid"]), d["actor"],
+                        d["host"], int(d["http_port"]), int(d["grpc_port"]))
+                for d in list_replicas(self.app_name)]
+
+    def ready_replicas(self) -> list[Replica]:
+        """Replicas whose /readyz answers 200 right now, checked from outside over HTTP."""
+        return [r for r in self.replicas() if http_json(r.http_url + "/readyz", timeout_s=1.0)[0]
+                == 200 and psutil.pid_exists(r.pid)]
+
+    def wait_ready(self, count: int, timeout_s: float) -> float:
+        """Seconds until ``count`` replicas answer /readyz; raises on timeout."""
+        t0 = time.monotonic()
+        while len(self.ready_replicas()) < count:
+            if time.monotonic() - t0 > timeout_s:
+                raise EnvironmentError_(f"only {len(self.ready_replicas())} of {count} replicas "
+                                        f"ready after {timeout_s:.0f} s")
+            time.sleep(0.25)
+        return time.monotonic() - t0
+
+    def addresses(self, protocol: str, which: str = "all") -> list[str]:
+        reps = sorted(self.replicas(), key=lambda r: r.rank)
+        if which == "first":
+            reps = reps[:1]
+        return [r.http_url if protocol == "http" else r.grpc_target for r in reps]
+
+    def served_versions(self) -> dict[int, str | None]:
+        """rank -> the model version its /healthz reports (None when it does not answer)."""
+        out: dict[int, str | None] = {}
+        for r in self.replicas():
+            status, body = http_json(r.http_url + "/healthz", timeout_s=1.0)
+            out[r.rank] = body.get("model_version") if status == 200 else None
+        return out
+
+    def admin(self, replica: Replica, action: str, version: str | None = None
+              ) -> tuple[int, dict[str, Any]]:
+        """POST /admin/<action> on one replica with the drill's admin token."""
+        body = {} if action == "rollback" else {"version": version}
+        return http_json(f"{replica.http_url}/admin/{action}", body, self.admin_token, 30.0)
+
+    def node_store(self, node_id: str) -> Path:
+        return self.node_root / node_name(node_id) / "store"
+
+    def node_checkouts(self, node_id: str) -> Path:
+        return self.node_root / node_name(node_id) / "checkouts"
+
+    def restart_node(self) -> str:
+        """Embedded only: add a fresh worker node in place of a killed one."""
+        if self.local is None:
+            raise EnvironmentError_("cannot restart a node of a cluster the drill did not start")
+        node = self.local.add_worker()
+        return str(node.node_id)
+
+    def stop(self) -> None:
+        """Remove the drill's app (only it) and its replicators."""
+        from ray import serve
+
+        with contextlib.suppress(Exception):
+            serve.delete(self.app_name)
+
+
+@contextlib.contextmanager
+def open_system(shape: ClusterShape, inputs: DrillInputs, root: Path,
+                ray_address: str | None = None) -> Iterator[System]:
+    """Start (or attach to) a cluster and yield the System; always cleans up what it made."""
+    import ray
+
+    root.mkdir(parents=True, exist_ok=True)
+    app_name = f"drill-{secrets.token_hex(3)}"
+    address = ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        if not ray.is_initialized():
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        sud = System(root, inputs, shape, None, app_name)
+        try:
+            yield sud
+        finally:
+            sud.stop()
+        return
+    from replication.localcluster import local_ray_cluster
+
+    with local_ray_cluster(workers=shape.workers, object_store_mb=80) as lc:
+        sud = System(root, inputs, shape, lc, app_name)
+        try:
+            yield sud
+        finally:
+            sud.stop()
+            from ray import serve
+
+            with contextlib.suppress(Exception):
+                serve.shutdown()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a drill's work directory (stores, checkouts) after the run."""
+    shutil.rmtree(path, ignore_errors=True)
