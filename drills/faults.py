@@ -161,21 +161,25 @@ def stall_replica(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     rec.targets = [f"replica rank {r.rank} pid {r.pid} on {r.node}" for r in victims]
     procs = [psutil.Process(r.pid) for r in victims]
     rec.injected_at_s = ctx.now_s()
-    for proc in procs:
-        with ctx.damage.lock:
-            ctx.damage.stopped_pids.add(proc.pid)
-        proc.suspend()
-    rec.proof["stopped_seen"] = {p.pid: p.status() for p in procs}
-    if not all(s == psutil.STATUS_STOPPED for s in rec.proof["stopped_seen"].values()):
-        raise FaultError(f"replicas not observed stopped: {rec.proof['stopped_seen']}")
-    time.sleep(spec.duration_s)
-    for proc in procs:
-        try:
-            proc.resume()
-        except psutil.NoSuchProcess:
-            rec.proof.setdefault("gone_while_stopped", []).append(proc.pid)
-        with ctx.damage.lock:
-            ctx.damage.stopped_pids.discard(proc.pid)
+    try:
+        for proc in procs:
+            with ctx.damage.lock:
+                ctx.damage.stopped_pids.add(proc.pid)
+            proc.suspend()
+        stopped = wait_until(lambda: all(p.status() == psutil.STATUS_STOPPED for p in procs),
+                             2.0, 0.01)
+        rec.proof["stopped_seen"] = {p.pid: p.status() for p in procs}
+        if not stopped:
+            raise FaultError(f"replicas not observed stopped: {rec.proof['stopped_seen']}")
+        time.sleep(spec.duration_s)
+    finally:
+        for proc in procs:
+            try:
+                proc.resume()
+            except psutil.NoSuchProcess:
+                rec.proof.setdefault("gone_while_stopped", []).append(proc.pid)
+            with ctx.damage.lock:
+                ctx.damage.stopped_pids.discard(proc.pid)
     rec.proof["resumed_at_s"] = ctx.now_s()
     rec.facts["stalled_s"] = spec.duration_s
     t0 = time.monotonic()
@@ -257,6 +261,7 @@ def kill_controller(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> Non
     from ray import serve
 
     before = _controller_pid()
+    replicas_before = {r.rank: r.pid for r in ctx.sud.replicas()}
     rec.targets = [f"SERVE_CONTROLLER_ACTOR pid {before}"]
     t0 = time.monotonic()
     rec.injected_at_s = ctx.now_s()
@@ -277,6 +282,10 @@ def kill_controller(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> Non
     back = wait_until(answers, _OBSERVE_S, 0.5)
     rec.proof["new_pid"] = _controller_pid()
     rec.facts["controller_back_s"] = round(time.monotonic() - t0, 2) if back else None
+    time.sleep(min(5.0, spec.duration_s))  # the recovered controller reconciles meanwhile
+    after = {r.rank: r.pid for r in ctx.sud.replicas()}
+    rec.proof["replica_pids"] = {"before": replicas_before, "after": after}
+    rec.facts["replicas_replaced"] = sum(after.get(k) != v for k, v in replicas_before.items())
 
 
 # -- stores -------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ class FactSLO(_SLOBase):
     fact: str = Field(..., description="Key in a fault's recorded facts.")
     max: float | None = Field(None, description="Highest acceptable value.")
     min: float | None = Field(None, description="Lowest acceptable value.")
-    equals: bool | str | None = Field(None, description="Required exact value.")
+    equals: bool | int | float | str | None = Field(None, description="Required exact value.")
     phases: tuple[str, ...] = Field(("faults",), min_length=1,
                                     description="Faults whose facts are judged.")
 

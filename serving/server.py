@@ -105,8 +105,12 @@ class EntryServer:
         if self._grpc_port is not None:
             self._grpc, grpc_port = await start_grpc_server(self.service, self.host,
                                                             self._grpc_port)
+        # log_config=None: uvicorn's default dictConfig closes every handler in the process,
+        # Serve's own replica log handler included; a recovering Serve controller then finds
+        # the replica broken (is_allocated raises) and replaces it.
         config = uvicorn.Config(create_app(self.service, self.app_config), access_log=False,
-                                log_level="warning", lifespan="off", http="httptools",
+                                log_config=None, log_level="warning", lifespan="off",
+                                http="httptools",
                                 timeout_keep_alive=30, backlog=2048)
         self._uvicorn = uvicorn.Server(config)
         self.endpoint = Endpoint(self.host, sock.getsockname()[1], grpc_port)
