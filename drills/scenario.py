@@ -276,9 +276,10 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         for fault in self.method:
-            if fault.at_s >= self.load.duration_s:
-                raise ValueError(f"fault {fault.fault} at_s={fault.at_s} is not before the end "
-                                 f"of the load (duration_s={self.load.duration_s})")
+            if fault.end_s > self.load.duration_s:
+                raise ValueError(f"fault {fault.fault} at_s={fault.at_s} + duration_s="
+                                 f"{fault.duration_s} runs past the end of the load "
+                                 f"(duration_s={self.load.duration_s})")
         first = min(f.at_s for f in self.method)
         if first < 3:
             raise ValueError(f"the first fault at_s={first} leaves under 3 s of baseline; "
