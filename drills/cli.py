@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from drills.errors import DrillError, ScenarioError
 
@@ -53,13 +54,18 @@ def list_(as_json: bool = typer.Option(False, "--json", help="JSON on stdout."))
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table(title="recdrill drills")
+    table = Table(title="recdrill drills (recdrill drill run NAME --dry-run shows a plan)")
     for col in ("name", "faults", "load", "what it proves"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(str(row["name"]), ", ".join(map(str, row["faults"])), str(row["load"]),
-                      str(row["description"]))
-    Console().print(table)
+        load = row["load"]
+        rate = (f"{load['rate_rps']:g} rps" if load["rate_rps"] is not None
+                else f"{load['rate_fraction']:g}x saturation")
+        first = str(row["description"]).split(". ")[0].rstrip(".") + "."
+        table.add_row(str(row["name"]), ", ".join(map(str, row["faults"])),
+                      f"{rate} {load['protocol']} {load['client']}, {load['duration_s']:g} s",
+                      first)
+    Console(width=140).print(table)
 
 
 @app.command()
@@ -85,6 +91,9 @@ def run(
                                     help="Run on this cluster instead of an embedded one."),
     progress: bool = typer.Option(True, help="Show live progress on stderr."),
     keep_work: bool = typer.Option(False, help="Keep the drill's stores under OUT/work."),
+    time_scale: float = typer.Option(1.0, min=0.05, max=10.0, envvar="RECDRILL_DRILL_TIME_SCALE",
+                                     help="Multiply the load's and every fault's times (e.g. "
+                                          "0.5 for a shortened run); SLO limits are unchanged."),
 ) -> None:
     """Run one drill; exit 0 only when every SLO held."""
     from drills.catalog import resolve
@@ -94,8 +103,14 @@ def run(
     try:
         path = resolve(scenario)
         spec = load_scenario(path)
+        if time_scale != 1.0:
+            spec = spec.scaled(time_scale)
     except ScenarioError as exc:
         print(f"invalid scenario: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_INVALID) from None
+    except ValidationError as exc:
+        why = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        print(f"invalid scenario: {path} at --time-scale {time_scale:g}: {why}", file=sys.stderr)
         raise typer.Exit(EXIT_INVALID) from None
     if dry_run:
         print(plan_text(spec, source=str(path)))

@@ -288,6 +288,69 @@ def kill_controller(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> Non
     rec.facts["replicas_replaced"] = sum(after.get(k) != v for k, v in replicas_before.items())
 
 
+def kill_head(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
+    """Head-node loss with GCS fault tolerance: SIGKILL the GCS server, the head's raylet and
+    everything they started at once; leave it down for ``duration_s``; start a new head on the
+    same GCS port (state from Redis). Proof: pids gone, serving observed over HTTP while down,
+    Serve's controller recovered, a publish committed after the restart."""
+    import ray
+    from ray import serve
+
+    local = ctx.sud.local
+    if local is None:
+        raise FaultError("kill-head restarts the head it kills: it runs on the embedded cluster")
+    if not ctx.sud.shape.gcs_ft:
+        raise FaultError("kill-head needs GCS fault tolerance: set cluster.gcs_ft: true")
+    replicas = ctx.sud.replicas()
+    before = {r.rank: r.pid for r in replicas}
+    rec.targets = [f"head node {local.cluster.head_node.node_id[:12]}"]
+    ray.shutdown()  # the driver must not hang on a dead GCS; it re-joins after the restart
+    t0 = time.monotonic()
+    rec.injected_at_s = ctx.now_s()
+    pids = local.kill_head()
+    gone = wait_until(lambda: _all_dead(pids), 10.0)
+    rec.proof["killed_pids"] = pids
+    rec.proof["pids_gone_after_s"] = round(time.monotonic() - t0, 3) if gone else None
+    if not gone:
+        raise FaultError(f"head pids {pids} still alive 10 s after SIGKILL")
+    from drills.system import http_json
+
+    ready_while_down = [sum(http_json(r.http_url + "/readyz", timeout_s=1.0)[0] == 200
+                            for r in replicas)]
+    time.sleep(max(0.0, t0 + spec.duration_s - time.monotonic()))
+    ready_while_down.append(sum(http_json(r.http_url + "/readyz", timeout_s=1.0)[0] == 200
+                                for r in replicas))
+    rec.proof["replicas_ready_while_down"] = ready_while_down
+    t1 = time.monotonic()
+    head = local.restart_head()
+    rec.proof["restarted_at_s"] = ctx.now_s()
+    rec.proof["new_head"] = head.node_id[:12]
+    ray.init(address=local.address, logging_level="WARNING", log_to_driver=False)
+
+    def controller_back() -> bool:
+        try:
+            apps = serve.status().applications
+            return apps.get(ctx.sud.app_name) is not None and str(
+                apps[ctx.sud.app_name].status).endswith("RUNNING")
+        except Exception:  # noqa: BLE001 - not back yet
+            return False
+
+    back = wait_until(controller_back, _OBSERVE_S, 0.5)
+    rec.facts["control_plane_back_s"] = round(time.monotonic() - t1, 2) if back else None
+    ctx.sud.reconnect()
+    if ctx.derive_version is not None:
+        try:
+            published = ctx.sud.rc.publish(str(ctx.derive_version("after-head-restart")))
+            rec.facts["publish_after_restart_s"] = round(time.monotonic() - t1, 2)
+            rec.proof["published"] = {k: published[k] for k in ("version", "committed_on")}
+        except Exception as exc:  # noqa: BLE001 - the missing fact fails its SLO
+            rec.proof["publish_error"] = f"{type(exc).__name__}: {exc}"
+    time.sleep(3.0)  # a recovering controller that replaces replicas does so within seconds
+    after = {r.rank: r.pid for r in ctx.sud.replicas()}
+    rec.proof["replica_pids"] = {"before": before, "after": after}
+    rec.facts["replicas_replaced"] = sum(after.get(k) != v for k, v in before.items())
+
+
 # -- stores -------------------------------------------------------------------------------------
 
 def _blob_path(sud: System, node_id: str, version: str, path: str) -> tuple[Path, str]:
@@ -416,6 +479,7 @@ FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "kill-node": kill_node,
     "kill-raylet": kill_raylet,
     "kill-controller": kill_controller,
+    "kill-head": kill_head,
     "corrupt-checkpoint": corrupt_checkpoint,
     "delete-primary-store": delete_primary_store,
 }

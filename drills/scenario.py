@@ -46,6 +46,7 @@ FAULT_KINDS: dict[str, str] = {
     "kill-node": "nodes",
     "kill-raylet": "nodes",
     "kill-controller": "controller",
+    "kill-head": "head",
     "corrupt-checkpoint": "stores",
     "delete-primary-store": "primary",
     "bad-model": "cluster",
@@ -66,6 +67,16 @@ class ClusterShape(_Strict):
     workers: int = Field(2, ge=1, le=8, description="Worker nodes beside the head (1 CPU each).")
     replicas: int = Field(2, ge=1, le=8, description="Model replicas (at most one per node).")
     w: int = Field(2, ge=1, description="Verified node copies a publish needs before commit.")
+    gcs_ft: bool = Field(False, description="GCS fault tolerance: the head keeps the cluster's "
+                         "state in a Redis (redis-server, from apt) so it can die and come back; "
+                         "the head then hosts no replica.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> ClusterShape:
+        if self.gcs_ft and self.replicas > self.workers:
+            raise ValueError(f"with gcs_ft the head hosts no replica: replicas={self.replicas} "
+                             f"need at least as many workers (found {self.workers})")
+        return self
 
 
 class LoadSpec(_Strict):
@@ -303,6 +314,24 @@ class Scenario(_Strict):
                     raise ValueError(f"SLO {slo.kind} names phase {phase!r}; expected one of "
                                      f"{sorted(known)}")
         return self
+
+    def scaled(self, factor: float) -> Scenario:
+        """The same drill with the load and every fault's time and length times ``factor``
+        (SLO limits unchanged): a shortened run for CI or a quick look.
+
+        Example:
+            >>> s = Scenario.model_validate({"title": "t", "load": {"rate_rps": 5,
+            ...     "duration_s": 40}, "method": [{"fault": "kill-node", "at_s": 10}],
+            ...     "steady_state_hypothesis": {"slos": [{"kind": "success_ratio", "min": 1}]}})
+            >>> s.scaled(0.5).method[0].at_s, s.scaled(0.5).load.duration_s
+            (5.0, 20.0)
+        """
+        data = self.model_dump()
+        data["load"]["duration_s"] *= factor
+        for fault in data["method"]:
+            fault["at_s"] *= factor
+            fault["duration_s"] *= factor
+        return Scenario.model_validate(data)
 
     def fault_names(self) -> list[str]:
         """Each fault's phase name: its ``name``, else its kind, numbered when repeated."""

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,8 @@ from drills.errors import EnvironmentError_
 from drills.scenario import ClusterShape
 from replication.checkout import node_name
 
-__all__ = ["DrillInputs", "Replica", "System", "free_port_base", "open_system"]
+__all__ = ["DrillInputs", "Replica", "System", "free_port_base", "open_system", "redis_server",
+           "remove_tree"]
 
 log = logging.getLogger(__name__)
 _GRPC_OFFSET = 40
@@ -122,8 +124,7 @@ class System:
 
     def __init__(self, root: Path, inputs: DrillInputs, shape: ClusterShape, local: Any,
                  app_name: str) -> None:
-        from replication.cluster import ClusterConfig, ReplicationCluster
-        from replication.keys import KeySpec, generate_key_file
+        from replication.keys import generate_key_file
 
         self.root, self.inputs, self.shape, self.local = root, inputs, shape, local
         self.app_name = app_name
@@ -136,14 +137,26 @@ class System:
         self.key_file = key
         self.primary_dir = root / "stores" / "primary"
         self.node_root = root / "stores" / "nodes"
-        self.rc = ReplicationCluster(ClusterConfig(
-            primary_url=str(self.primary_dir), node_root=str(self.node_root),
-            public_key_path=str(inputs.public_key), audit_path=str(root / "stores/audit.jsonl"),
-            key_spec=KeySpec(files=(str(key),)), w=min(shape.w, self.alive_nodes()),
-            actor="recdrill-drill", detached=False))
+        self.rc = self._replication()
         self.settings: Any = None
         self.version: str | None = None
         self.killed_nodes: list[str] = []
+
+    def _replication(self) -> Any:
+        from replication.cluster import ClusterConfig, ReplicationCluster
+        from replication.keys import KeySpec
+
+        return ReplicationCluster(ClusterConfig(
+            primary_url=str(self.primary_dir), node_root=str(self.node_root),
+            public_key_path=str(self.inputs.public_key),
+            audit_path=str(self.root / "stores/audit.jsonl"),
+            key_spec=KeySpec(files=(str(self.key_file),)),
+            w=min(self.shape.w, self.alive_nodes()), actor="recdrill-drill", detached=False))
+
+    def reconnect(self) -> None:
+        """After the driver re-joined the cluster (head restart): fresh replicator handles."""
+        self.rc = self._replication()
+        self.rc.discover()
 
     @property
     def mode(self) -> str:
@@ -291,7 +304,11 @@ def open_system(shape: ClusterShape, inputs: DrillInputs, root: Path,
         return
     from replication.localcluster import local_ray_cluster
 
-    with local_ray_cluster(workers=shape.workers, object_store_mb=80) as lc:
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server(root)) if shape.gcs_ft else None
+        lc = stack.enter_context(local_ray_cluster(
+            workers=shape.workers, object_store_mb=80, head_cpus=0 if shape.gcs_ft else 1,
+            redis_address=redis))
         sud = System(root, inputs, shape, lc, app_name)
         try:
             yield sud
@@ -301,6 +318,40 @@ def open_system(shape: ClusterShape, inputs: DrillInputs, root: Path,
 
             with contextlib.suppress(Exception):
                 serve.shutdown()
+
+
+@contextlib.contextmanager
+def redis_server(root: Path) -> Iterator[str]:
+    """A private redis-server on a free loopback port (GCS fault tolerance), stopped after."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise EnvironmentError_("GCS fault tolerance needs redis-server: apt-get install "
+                                "redis-server (the test suite's .ci/run installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise EnvironmentError_(f"redis-server did not start on port {port}")
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def remove_tree(path: Path) -> None:

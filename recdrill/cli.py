@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from bench.cli import app as bench_app
+from drills.cli import app as drills_app
 from export.cli import app as export_app
 from replication.cli import app as replication_app
 from serving.cli import serve as serve_command
@@ -23,6 +24,8 @@ app.add_typer(export_app, name="export", help="Export and verify artifacts (pyth
 app.add_typer(replication_app, name="replication",
               help="Publish, promote, rollback, backup, repair (python -m replication).")
 app.add_typer(bench_app, name="bench", help="Open-loop load and benchmark suites (python -m bench).")
+app.add_typer(drills_app, name="drill",
+              help="Disaster-recovery drills: list, run, --dry-run (python -m drills).")
 app.command("serve", help="Serve the committed version on Ray Serve (python -m serving serve).")(
     serve_command)
 
@@ -53,12 +56,16 @@ def demo(
     serve: bool = typer.Option(True, envvar="RECDRILL_DEMO_SERVE",
                                help="Also publish to a local 3-node Ray cluster, serve, and "
                                     "score the served answers."),
+    drill: str = typer.Option("game-day", envvar="RECDRILL_DEMO_DRILL",
+                              help="Drill to run at the end (a catalog name or YAML path); "
+                                   "'none' to skip. Needs --serve."),
 ) -> None:
     """The main job: fetch, train, evaluate, export, verify, publish, serve; JSON on stdout."""
     from recdrill.demo import run_demo
 
     with stdout_to_stderr():  # Ray and onnxruntime print to fd 1; stdout carries JSON only
-        summary = run_demo(out, data, max_time_s, progress, serve)
+        summary = run_demo(out, data, max_time_s, progress, serve,
+                           None if drill == "none" else drill)
     typer.echo(json.dumps(summary))
     if not summary["beats_baselines"]:
         typer.echo("the transformer did not beat every baseline", err=True)

@@ -52,7 +52,8 @@ def tamper_check(artifact: Path, public_key: Path, victim: str = "model.onnx") -
 
 
 def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
-             progress: bool = True, serve: bool = True) -> dict[str, Any]:
+             progress: bool = True, serve: bool = True,
+             drill: str | None = "game-day") -> dict[str, Any]:
     """Run the main job into ``out``; returns the summary (also written to report.json)."""
     from export.package import package_recommender
     from training.checkpoint import load_checkpoint
@@ -93,10 +94,36 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
         targets = dict(zip(checkpoint.data.user_ids, test_targets.tolist()))
         report.record("publish_serve_score", started,
                       **publish_and_serve(result.path, public, private.parent, out, targets))
+        if drill:
+            started = time.perf_counter()
+            report.record("drill", started, **run_game_day(drill, result.path, out, private,
+                                                            public, progress))
 
     summary = {"beats_baselines": run.beats_baselines(), **report.steps}
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2, sort_keys=True))
     return summary
+
+
+def run_game_day(scenario: str, artifact: Path, out: Path, private: Path, public: Path,
+                 progress: bool) -> dict[str, Any]:
+    """Run a drill (default the game-day) against the fresh artifact on an embedded cluster;
+    print its verdict table. The demo goes on whatever the verdict: the table says which SLO
+    held, and ``recdrill drill run`` is the gate."""
+    from drills import DrillInputs, RunOptions, load_scenario, resolve, run_drill
+    from drills.report import console_table
+
+    inputs = DrillInputs(artifact.resolve(), public.resolve(), (out / "checkpoint").resolve(),
+                         private.resolve())
+    spec = load_scenario(resolve(scenario))
+    journal = run_drill(spec, RunOptions((out / "drills" / spec.title).resolve(), inputs,
+                                         progress=progress))
+    console.print(console_table(journal))
+    verdicts = journal["verdicts"]
+    return {"scenario": spec.title, "status": journal["status"], "held": journal["held"],
+            "breach": journal["breach"], "error": journal["error"],
+            "slos_held": sum(v["held"] for v in verdicts), "slos": len(verdicts),
+            "rto_s": journal["rto_s"], "report": journal["paths"]["report"],
+            "timeline": journal["paths"]["timeline"], "journal": journal["paths"]["journal"]}
 
 
 def _newest_version(artifacts: Path) -> str | None:

@@ -43,8 +43,8 @@ Tick = Callable[[OutcomeBuffer, float], bool | None]
 
 async def _run(job: GeneratorJob, wait_start: Callable[[], float | None],
                on_tick: Tick | None = None) -> tuple[Outcomes, GeneratorStats]:
-    transport = make_transport(job.transport, job.workload.requests())
     targets = job.workload.targets()
+    transport = make_transport(job.transport, job.workload.requests(), targets)
     await transport.open()
     try:
         if job.warmup_s > 0:

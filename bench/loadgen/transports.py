@@ -7,10 +7,14 @@ path only writes bytes and reads the answer. ``send`` never raises: every failur
 :class:`Answer` status. ``http`` and ``grpc`` make one attempt per request, round-robin over
 the addresses (a generator that retried would hide errors); ``client-http`` / ``client-grpc``
 measure what a retrying client sees. Implementations are chosen by name from :data:`TRANSPORTS`.
+With ``feedback`` on, ``http`` also reports each answered user's held-out item to
+``POST /v1/feedback`` of the replica that answered (fire and forget, outside the measured
+request), as a shop front would report which recommended item the user took.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -33,6 +37,7 @@ class Answer:
     status: Status
     degraded: bool = False
     item_ids: tuple[str, ...] = ()
+    model_version: str | None = None
 
 
 class Transport(Protocol):
@@ -64,10 +69,13 @@ class TransportSpec:
     validate: bool = False
     retries: int = 0
     hedge_after_s: float | None = None
+    feedback: bool = False
 
     def __post_init__(self) -> None:
         if not self.addresses:
             raise ConfigError("a transport needs at least one address")
+        if self.feedback and self.kind != "http":
+            raise ConfigError(f"feedback replay needs the http transport, found {self.kind!r}")
 
     @property
     def address(self) -> str:
@@ -79,12 +87,17 @@ class HttpTransport:
     """``POST {address}/v1/recommend`` over one pooled aiohttp session."""
 
     PATH = "/v1/recommend"
+    FEEDBACK_PATH = "/v1/feedback"
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest]) -> None:
+    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+                 targets: Sequence[str | None] | None = None) -> None:
         self._spec = spec
-        self._urls = itertools.cycle([a.rstrip("/") + self.PATH for a in spec.addresses])
+        self._bases = itertools.cycle([a.rstrip("/") for a in spec.addresses])
         self._bodies = [r.model_dump_json(exclude_none=True).encode() for r in requests]
+        self._targets = list(targets) if targets is not None else None
         self._session: Any = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self.feedback_sent = self.feedback_failed = 0
 
     async def open(self) -> None:
         import aiohttp
@@ -95,8 +108,9 @@ class HttpTransport:
             headers={"Content-Type": "application/json"})
 
     async def send(self, index: int) -> Answer:
+        base = next(self._bases)
         try:
-            async with self._session.post(next(self._urls), data=self._bodies[index]) as resp:
+            async with self._session.post(base + self.PATH, data=self._bodies[index]) as resp:
                 body = await resp.read()
                 status = resp.status
         except TimeoutError:
@@ -105,20 +119,43 @@ class HttpTransport:
             return Answer(Status.ERROR)
         if status != 200:
             return Answer(Status.SHED if status == 503 else Status.ERROR)
-        return self._parse(body)
+        answer = self._parse(body)
+        target = self._targets[index] if self._targets is not None else None
+        if (self._spec.feedback and answer.status == Status.OK and target is not None
+                and answer.model_version is not None):
+            task = asyncio.ensure_future(self._feedback(base, answer, target))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return answer
+
+    async def _feedback(self, base: str, answer: Answer, target: str) -> None:
+        body = json.dumps({"model_version": answer.model_version,
+                           "items": list(answer.item_ids[:100]) or [target], "item_id": target})
+        try:
+            async with self._session.post(base + self.FEEDBACK_PATH, data=body) as resp:
+                await resp.read()
+                ok = resp.status < 300
+        except Exception:  # noqa: BLE001 - feedback is best effort, counted
+            ok = False
+        self.feedback_sent += ok
+        self.feedback_failed += not ok
 
     def _parse(self, body: bytes) -> Answer:
         try:
             if self._spec.validate:
                 answer = RecommendResponse.model_validate_json(body)
-                return Answer(Status.OK, answer.degraded, tuple(i.item_id for i in answer.items))
+                return Answer(Status.OK, answer.degraded, tuple(i.item_id for i in answer.items),
+                              answer.model_version)
             data = json.loads(body)
             return Answer(Status.OK, bool(data["degraded"]),
-                          tuple(item["item_id"] for item in data["items"]))
+                          tuple(item["item_id"] for item in data["items"]),
+                          data.get("model_version"))
         except (ValueError, KeyError, TypeError):
             return Answer(Status.ERROR)
 
     async def close(self) -> None:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=self._spec.timeout_s)
         if self._session is not None:
             await self._session.close()
 
@@ -126,7 +163,8 @@ class HttpTransport:
 class GrpcTransport:
     """``recdrill.v1.Recommender/Recommend`` over one grpc.aio channel."""
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest]) -> None:
+    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+                 targets: Sequence[str | None] | None = None) -> None:
         from serving.proto import recdrill_pb2
 
         self._spec = spec
@@ -170,7 +208,8 @@ class GrpcTransport:
 class ClientTransport:
     """``serving.client.Client`` over all addresses, with its retries and optional hedging."""
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest]) -> None:
+    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+                 targets: Sequence[str | None] | None = None) -> None:
         from serving.retry import RetryPolicy
 
         self._spec = spec
@@ -212,10 +251,12 @@ TRANSPORTS: dict[str, type[HttpTransport | GrpcTransport | ClientTransport]] = {
     "client-http": ClientTransport, "client-grpc": ClientTransport}
 
 
-def make_transport(spec: TransportSpec, requests: Sequence[RecommendRequest]) -> Transport:
-    """The transport named by ``spec.kind`` (``http`` or ``grpc``)."""
+def make_transport(spec: TransportSpec, requests: Sequence[RecommendRequest],
+                   targets: Sequence[str | None] | None = None) -> Transport:
+    """The transport named by ``spec.kind``; ``targets`` (held-out item per request) are
+    needed for feedback replay only."""
     try:
         cls = TRANSPORTS[spec.kind]
     except KeyError:
         raise ConfigError(f"transport must be one of {sorted(TRANSPORTS)}, found {spec.kind!r}") from None
-    return cls(spec, requests)
+    return cls(spec, requests, targets)

@@ -16,6 +16,8 @@ def test_all_is_pinned() -> None:
         "Overloaded", "RecommendRequest", "RecommendResponse", "RecommendService", "RetryPolicy",
         "ServiceConfig", "ServingError", "StoreSource", "Unauthorized", "decide", "make_source",
         "recommend_sync",
+        # canary: routing, online feedback and its judgement
+        "CanaryGate", "FeedbackRequest", "Judgement", "Tally", "in_canary", "judge",
     }
     for name in serving.__all__:
         assert getattr(serving, name).__module__.startswith("serving")
@@ -28,7 +30,7 @@ def test_every_error_derives_from_the_root() -> None:
 
 def test_no_torch_or_training_anywhere_in_serving() -> None:
     code = ("import sys, serving, serving.deployment, serving.cli, serving.server, "
-            "serving.grpc_server, serving.client; "
+            "serving.grpc_server, serving.client, serving.canary, serving.rollout; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('training')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,181 @@
+"""Drills for real, as a user runs them: ``python -m drills run`` on an embedded head + 2
+worker cluster (replica-kill, node-kill, shortened), and ``ray job submit`` against a
+cluster started with ``ray start``. Each asserts the fault was proven from outside and that
+the report's numbers agree with the per-request record, whatever the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from drill_factory import DrillFiles, build_drill_files
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> DrillFiles:
+    return build_drill_files(tmp_path_factory.mktemp("drill-files"))
+
+
+def _drill(files: DrillFiles, scenario: str, out: Path, *extra: str,
+           env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str],
+                                                       dict[str, Any]]:
+    cmd = [sys.executable, "-m", "drills", "run", scenario, "--out", str(out), "--artifact",
+           str(files.artifact), "--checkpoint", str(files.checkpoint), "--public-key",
+           str(files.public_key), "--signing-key", str(files.private_key), "--no-progress",
+           *extra]
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+                          check=False)
+    journal_path = out / "journal.json"
+    assert journal_path.exists(), proc.stdout + proc.stderr[-4000:]
+    return proc, json.loads(journal_path.read_text())
+
+
+def _check_consistent(journal: dict[str, Any], proc: subprocess.CompletedProcess[str],
+                      out: Path) -> None:
+    """The verdict, exit code, phases and per-second timeline agree with each other."""
+    assert journal["status"] == "completed", journal.get("error")
+    verdicts = journal["verdicts"]
+    assert verdicts and journal["held"] == all(v["held"] for v in verdicts)
+    assert proc.returncode == (0 if journal["held"] else 1), proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("HELD" if journal["held"] else "BROKEN: "), line
+    if not journal["held"]:
+        assert journal["breach"] and journal["breach"] in line
+    seconds = journal["timeline"]
+    for phase in journal["phases"]:
+        inside = [s for s in seconds if phase["start_s"] <= s["start_s"] < phase["end_s"]]
+        if phase["end_s"] - phase["start_s"] >= 1 and phase["start_s"] == int(phase["start_s"]):
+            assert phase["offered"] == sum(s["offered"] for s in inside)
+            assert phase["ok"] == sum(s["ok"] for s in inside)
+    base = next(p for p in journal["phases"] if p["label"] == "baseline")
+    assert base["offered"] > 0 and base["ok"] == base["offered"], base
+    for name in ("journal.json", "report.md", "timeline.png"):
+        assert (out / name).stat().st_size > 500
+
+
+def test_replica_kill_is_proven_and_judged_as_a_plain_client_sees_it(files: DrillFiles,
+                                                                       tmp_path: Path) -> None:
+    proc, journal = _drill(files, "replica-kill", tmp_path / "out", "--time-scale", "0.6")
+    _check_consistent(journal, proc, tmp_path / "out")
+    fault = journal["faults"][0]
+    assert fault["error"] is None, fault
+    assert fault["proof"]["pids_gone_after_s"] < 5
+    assert fault["facts"]["capacity_back_s"] is not None
+    old = {r["rank"]: r["pid"] for r in journal["environment"]["replicas"]}
+    new = {int(k): v for k, v in fault["proof"]["replacements"].items()}
+    assert any(old[k] != v for k, v in new.items())  # a new process took the killed rank
+    assert journal["environment"]["load"]["kind"] == "http"  # one attempt, no retries
+    assert journal["environment"]["load"]["retries"] == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.splitlines()[0].startswith("# HELD" if journal["held"] else "# BROKEN")
+
+
+def test_node_kill_takes_every_process_of_the_node(files: DrillFiles, tmp_path: Path) -> None:
+    proc, journal = _drill(files, "node-kill", tmp_path / "out", "--time-scale", "0.6")
+    _check_consistent(journal, proc, tmp_path / "out")
+    fault = journal["faults"][0]
+    assert fault["error"] is None, fault
+    proof = fault["proof"]
+    assert proof["pids_gone_after_s"] is not None and len(proof["killed_pids"]) >= 2
+    assert proof["ray_marked_dead_after_s"] is not None
+    assert proof["replicas_on_node"], "the drill must pick a node that hosts a replica"
+    rollbacks = [e for e in journal["events"] if e["kind"] == "rollback"]
+    assert any("replaced by a new worker" in e["message"] for e in rollbacks)
+
+
+# -- ray job submit against a `ray start` cluster -------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def ray_start_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """head + 1 worker via ``ray start`` (token auth on, own temp dirs and ports); stopped by
+    process group, never with ``ray stop`` (which would kill every Ray on the machine)."""
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    short = Path(tempfile.mkdtemp(prefix="rdjob-", dir="/tmp"))  # unix socket paths stay short
+    port, dash = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    groups: list[int] = []
+
+    def start(*args: str) -> None:
+        proc = subprocess.Popen([ray_bin, "start", "--block", "--num-cpus", "1",
+                                 "--object-store-memory", str(80 * 1024 * 1024), *args],
+                                env=env, cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        groups.append(proc.pid)
+
+    try:
+        start("--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+              f"--dashboard-port={dash}", f"--temp-dir={short / 'head'}",
+              "--include-dashboard=true")
+        time.sleep(8)
+        start(f"--address=127.0.0.1:{port}", f"--temp-dir={short / 'worker'}")
+        yield {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dash}", "RAY_GCS": f"127.0.0.1:{port}"}
+    finally:
+        for pgid in reversed(groups):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(pgid, sig)
+                except ProcessLookupError:
+                    break
+                time.sleep(2)
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_drill_runs_as_a_ray_job_on_a_ray_start_cluster(files: DrillFiles, tmp_path: Path,
+                                                        ray_start_cluster: dict[str, str]) -> None:
+    env = ray_start_cluster
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    deadline = time.monotonic() + 60
+    while subprocess.run([ray_bin, "job", "list", "--address", env["RAY_ADDRESS"]], env=env,
+                         capture_output=True, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the job server did not come up"
+        time.sleep(1)
+    out = tmp_path / "job-out"
+    cmd = [ray_bin, "job", "submit", "--address", env["RAY_ADDRESS"], "--working-dir",
+           str(ROOT), "--", "python", "-m", "drills", "run", "drills/scenarios/replica-kill.yaml",
+           "--time-scale", "0.5", "--out", str(out), "--artifact", str(files.artifact),
+           "--checkpoint", str(files.checkpoint), "--public-key", str(files.public_key),
+           "--no-progress"]
+    deadline = time.monotonic() + 90
+    while True:  # the head's job agent comes up a little after the job server
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        if "No available agent" not in proc.stderr + proc.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert (out / "journal.json").exists(), proc.stdout[-4000:] + proc.stderr[-2000:]
+    journal = json.loads((out / "journal.json").read_text())
+    assert journal["environment"]["mode"] == "attached", journal["environment"]
+    assert journal["status"] == "completed", journal.get("error")
+    assert journal["faults"][0]["error"] is None, journal["faults"][0]
+    assert len(journal["environment"]["nodes"]) == 2
+    # the job's exit status is the drill's: succeeded only when every SLO held
+    held = journal["held"]
+    assert ("SUCCEEDED" in proc.stdout) == held and (proc.returncode == 0) == held, proc.stdout
