@@ -166,6 +166,7 @@ def _derive(sud: System, inputs: DrillInputs, root: Path) -> Callable[[str], Pat
 def _rollbacks(scenario: Scenario, sud: System, damage: Damage, journal: _Journal) -> None:
     """Undo what the faults broke, each step logged; never raises."""
     import psutil
+    import ray
 
     steps = set(scenario.rollbacks)
     if "resume-replicas" in steps:
@@ -173,6 +174,9 @@ def _rollbacks(scenario: Scenario, sud: System, damage: Damage, journal: _Journa
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).resume()
             journal.log("rollback", f"SIGCONT replica pid {pid}")
+    if not ray.is_initialized() and (damage.killed_nodes or damage.touched_stores):
+        journal.log("rollback", "nodes and stores not restored: the driver lost the cluster")
+        return
     if "restart-nodes" in steps:
         for node_id in damage.killed_nodes:
             try:

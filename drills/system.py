@@ -278,8 +278,11 @@ class System:
 
     def stop(self) -> None:
         """Remove the drill's app (only it) and its replicators."""
+        import ray
         from ray import serve
 
+        if not ray.is_initialized():  # e.g. a head restart that failed: nothing to talk to
+            return
         with contextlib.suppress(Exception):
             serve.delete(self.app_name)
 
@@ -314,10 +317,12 @@ def open_system(shape: ClusterShape, inputs: DrillInputs, root: Path,
             yield sud
         finally:
             sud.stop()
+            import ray
             from ray import serve
 
-            with contextlib.suppress(Exception):
-                serve.shutdown()
+            if ray.is_initialized():
+                with contextlib.suppress(Exception):
+                    serve.shutdown()
 
 
 @contextlib.contextmanager

@@ -87,7 +87,13 @@ class LocalRayCluster:
         temp = self.root / f"ray-head-{self.restarts}"
         temp.mkdir()
         self.cluster.head_node = None
-        return self.cluster.add_node(**{**self.head_args, "temp_dir": str(temp)})
+        # Without exit hooks the node can start from any thread (the hooks install signal
+        # handlers, main thread only); the teardown stops it explicitly anyway.
+        saved, self.cluster._shutdown_at_exit = self.cluster._shutdown_at_exit, False
+        try:
+            return self.cluster.add_node(**{**self.head_args, "temp_dir": str(temp)})
+        finally:
+            self.cluster._shutdown_at_exit = saved
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 Routes:
     POST /v1/recommend     RecommendRequest → RecommendResponse (open, or token by config)
+    POST /v1/feedback      FeedbackRequest → 202 FeedbackResponse (same token rule)
+    GET  /v1/feedback/stats  versions in service and feedback tallies (open, like /metrics)
     GET  /healthz          liveness: the event loop answers
     GET  /readyz           readiness: a verified, probed version is in service (else 503)
     GET  /metrics          Prometheus exposition
@@ -10,9 +12,10 @@ Routes:
     POST /admin/rollback   back to the previous version on this replica
 Admin routes need ``Authorization: Bearer <admin token>`` and are off without one configured.
 
-The recommend route parses the body itself (orjson, then pydantic) rather than through
-FastAPI's body binding: it is the hot path, and it lets every bad input get its own status
-and message — malformed JSON 400, oversized body 413, wrong fields 422 — never a 500.
+The recommend and feedback routes parse the body themselves (orjson, then pydantic) rather
+than through FastAPI's body binding: they are the hot path, and it lets every bad input get
+its own status and message — malformed JSON 400, oversized body 413, wrong fields 422 — never
+a 500.
 
 Example:
     >>> app = create_app(service, AppConfig())  # doctest: +SKIP
@@ -35,10 +38,14 @@ from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded,
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
     ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
+    FeedbackStats,
     Health,
     RecommendRequest,
     RecommendResponse,
     VersionRequest,
+    parse_feedback,
     parse_request,
 )
 from serving.service import RecommendService
@@ -71,11 +78,12 @@ def _authorised(request: Request, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
-_ERRORS = {400: {"model": ErrorBody, "description": "Malformed JSON."},
-           401: {"model": ErrorBody, "description": "Missing or wrong token."},
-           413: {"model": ErrorBody, "description": "Body over the size limit."},
-           422: {"model": ErrorBody, "description": "Wrong fields, types, ranges or unknown ids."},
-           503: {"model": ErrorBody, "description": "Overloaded or not ready; see Retry-After."}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON."},
+    401: {"model": ErrorBody, "description": "Missing or wrong token."},
+    413: {"model": ErrorBody, "description": "Body over the size limit."},
+    422: {"model": ErrorBody, "description": "Wrong fields, types, ranges or unknown ids."},
+    503: {"model": ErrorBody, "description": "Overloaded or not ready; see Retry-After."}}
 
 
 def create_app(service: RecommendService, config: AppConfig | None = None) -> FastAPI:
@@ -95,21 +103,27 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
                                 time.perf_counter() - t0)
         return response
 
-    async def _recommend(request: Request) -> tuple[Response, str, bool]:
-        version = service.version or "none"
+    async def _json_body(request: Request, shorter: str) -> Any | Response:
+        """The decoded body, or the 401/413/400 response that refuses it."""
         if cfg.api_token is not None and not _authorised(request, cfg.api_token):
-            return _error(401, "send Authorization: Bearer <api token>"), version, False
+            return _error(401, "send Authorization: Bearer <api token>")
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
             return _error(413, f"body: {length} bytes is over the {cfg.max_body_bytes}-byte "
-                               "limit; send a shorter history"), version, False
+                               f"limit; send a shorter {shorter}")
         body = await request.body()
         if len(body) > cfg.max_body_bytes:
-            return _error(413, f"body: over the {cfg.max_body_bytes}-byte limit"), version, False
+            return _error(413, f"body: over the {cfg.max_body_bytes}-byte limit")
         try:
-            obj = orjson.loads(body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON ({exc})"), version, False
+            return _error(400, f"body: malformed JSON ({exc})")
+
+    async def _recommend(request: Request) -> tuple[Response, str, bool]:
+        version = service.version or "none"
+        obj = await _json_body(request, "history")
+        if isinstance(obj, Response):
+            return obj, version, False
         try:
             req = parse_request(obj)
             answer = await service.recommend(req, parse_timeout_s(
@@ -120,10 +134,31 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
             return _error(503, str(exc), {"Retry-After": f"{exc.retry_after_s:g}"}), version, False
         except NotReady as exc:
             return _error(503, str(exc), {"Retry-After": "1"}), version, False
-        except Exception as exc:  # never a 500: say so and let the client retry elsewhere
+        except Exception as exc:  # noqa: BLE001 -- never a 500: say so, let the client retry
             return _error(503, f"internal error, retry elsewhere: {exc!r}",
                           {"Retry-After": "1"}), version, False
         return _json(200, answer), answer["model_version"], answer["degraded"]
+
+    @app.post("/v1/feedback", status_code=202, response_model=FeedbackResponse,
+              responses={k: v for k, v in _ERRORS.items() if k != 503},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  _JSON: {"schema": FeedbackRequest.model_json_schema()}}}})
+    async def feedback(request: Request) -> Response:
+        """Which recommended item the user took; feeds the canary's online HR@10."""
+        obj = await _json_body(request, "items list")
+        if isinstance(obj, Response):
+            return obj
+        try:
+            fb = parse_feedback(obj)
+        except InvalidRequest as exc:
+            return _error(422, str(exc))
+        known = service.record_feedback(fb.model_version, fb.items, fb.item_id)
+        return _json(202, {"recorded": True, "model_version": fb.model_version, "known": known})
+
+    @app.get("/v1/feedback/stats", response_model=FeedbackStats)
+    async def feedback_stats() -> Response:
+        """This replica's stable and canary versions and its feedback tallies per version."""
+        return _json(200, service.feedback_report())
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Response:

@@ -5,7 +5,9 @@ near 240 req/s while the replica's own entry server reaches ~1,900–2,300 req/s
 takes ~0.1–0.4 ms. So each replica runs the entry server in its own process (direct ingress, like Ray's throughput-optimised mode, but without Serve's per-request
 machinery): Serve places the replicas (at most one per node), restarts dead ones, health-checks
 them (``check_health`` pings the serving loop) and swaps versions in place through
-``reconfigure`` (user_config ``{"version": ...}``). Replica rank r binds ``http_port + r`` and
+``reconfigure`` (user_config ``{"version": ..., "canary": ..., "canary_share": ...}``: the
+stable version, and an optional canary answering a share of the traffic, see
+``serving.rollout``). Replica rank r binds ``http_port + r`` and
 ``grpc_port + r`` on its node, so a restarted replica comes back on the same address, and it
 publishes that address in Ray's KV store (``list_endpoints``).
 
@@ -105,7 +107,11 @@ class RecommenderReplica:
                 time.sleep(0.5)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Swap to ``user_config["version"]``; a refused version leaves the old one serving."""
+        """Swap to ``user_config["version"]``, then set or clear ``user_config["canary"]``.
+
+        A refused version leaves the old one serving; a refused canary is recorded in
+        ``refusals`` and not served (no canary), while the stable version keeps serving.
+        """
         version = user_config.get("version")
         try:
             self.service.load(version)
@@ -114,6 +120,14 @@ class RecommenderReplica:
                 raise  # nothing to keep serving: this replica must not become ready
             self.refusals.append(str(exc))
             log.error("version %s refused, still serving %s: %s", version,
+                      self.service.version, exc)
+        canary = user_config.get("canary")
+        try:
+            self.service.set_canary(canary, float(user_config.get("canary_share") or 0.0))
+        except ModelLoadError as exc:
+            self.service.set_canary(None)
+            self.refusals.append(str(exc))
+            log.error("canary %s refused, %s serves everything: %s", canary,
                       self.service.version, exc)
 
     def check_health(self) -> None:
@@ -124,7 +138,8 @@ class RecommenderReplica:
 
     def status(self) -> dict[str, Any]:
         ep = self.server.endpoint
-        return {"version": self.service.version, "rank": self.rank, "refusals": self.refusals,
+        return {"version": self.service.version, "canary": self.service.canary_version,
+                "rank": self.rank, "refusals": self.refusals,
                 "replica": self.service.replica, "http_port": ep.http_port if ep else None}
 
     def stall(self, seconds: float) -> None:
@@ -159,10 +174,12 @@ def per_node_limit(replicas: int, alive_nodes: int) -> int:
     return max(1, -(-replicas // max(1, alive_nodes)))
 
 
-def build_app(settings: ServeSettings) -> Any:
+def build_app(settings: ServeSettings, *, canary: str | None = None,
+              canary_share: float = 0.0) -> Any:
     """The Serve application for ``settings`` (spread: one replica per node where possible).
 
-    The model version travels only in ``user_config`` and the deployment's code version is a
+    The model version (and the canary) travel only in ``user_config`` and the deployment's code
+    version is a
     digest of everything else, so a version change is an in-place ``reconfigure`` on every
     replica (no restart, no dropped connection) while any other change rolls the replicas.
     """
@@ -172,7 +189,8 @@ def build_app(settings: ServeSettings) -> Any:
         num_replicas=settings.replicas,
         max_replicas_per_node=per_node_limit(settings.replicas, alive),
         ray_actor_options={"num_cpus": settings.num_cpus},
-        user_config={"version": settings.version},
+        user_config={"version": settings.version, "canary": canary,
+                     "canary_share": canary_share},
     )
     # Serve's Python API otherwise draws a random code version per serve.run (= a restart);
     # the declarative API hashes the config the same way.
@@ -199,13 +217,26 @@ def deploy(settings: ServeSettings, *, timeout_s: float = 120.0) -> list[Endpoin
         time.sleep(0.2)
 
 
-def set_version(settings: ServeSettings, version: str | None) -> None:
-    """Swap every replica to ``version`` in place (reconfigure); refused versions are kept out."""
-    _run(settings.model_copy(update={"version": version}))
+def set_version(settings: ServeSettings, version: str | None, *, canary: str | None = None,
+                canary_share: float = 0.0) -> None:
+    """Swap every replica to ``version`` in place (reconfigure); refused versions are kept out.
+
+    With ``canary``, that version also answers ``canary_share`` of the routing keys on every
+    replica; without, any canary is cleared.
+
+    Example:
+        >>> set_version(settings, "v1", canary="v2", canary_share=0.1)  # doctest: +SKIP
+    """
+    if not 0.0 <= canary_share <= 1.0:
+        raise ValueError(f"canary_share: expected 0..1, found {canary_share}")
+    _run(settings.model_copy(update={"version": version}), canary=canary,
+         canary_share=canary_share if canary is not None else 0.0)
 
 
-def _run(settings: ServeSettings) -> None:
-    serve.run(build_app(settings), name=settings.app_name,
+def _run(settings: ServeSettings, *, canary: str | None = None,
+         canary_share: float = 0.0) -> None:
+    serve.run(build_app(settings, canary=canary, canary_share=canary_share),
+              name=settings.app_name,
               route_prefix="/" if settings.proxy_port else None,
               logging_config={"enable_access_log": False})
 

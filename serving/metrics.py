@@ -2,7 +2,8 @@
 
 Names (all prefixed ``recdrill_``): request latency histogram and counts by route, status,
 model_version and degraded; batch sizes; fallbacks by reason; shed requests; model load and
-verify seconds; ``model_version_info`` (1 for the version in service). The Grafana dashboard
+verify seconds; ``model_version_info`` (1 for the version in service); online feedback by
+model_version and hit (``feedback_total``, for canary judgements). The Grafana dashboard
 ``serving/grafana/recdrill.json`` plots exactly these.
 
 Example:
@@ -61,6 +62,10 @@ class ServingMetrics:
                                "Versions refused at verification, load or probe.", registry=r)
         self.in_flight = Gauge("recdrill_in_flight", "Requests admitted to the model now.",
                                registry=r)
+        self.feedback = Counter("recdrill_feedback_total",
+                                "Online feedback by the answer's model_version and whether the "
+                                "taken item was in its top 10.", ["model_version", "hit"],
+                                registry=r)
 
     def observe_request(self, route: str, status: str, version: str, degraded: bool,
                         seconds: float) -> None:
@@ -73,8 +78,14 @@ class ServingMetrics:
         if previous is not None and previous != version:
             self.version_info.labels(previous).set(0)
         self.version_info.labels(version).set(1)
+        self.observe_load(version, load_s, verify_s)
+
+    def observe_load(self, version: str, load_s: float, verify_s: float) -> None:
         self.load_s.labels(version).set(load_s)
         self.verify_s.labels(version).set(verify_s)
+
+    def observe_feedback(self, version: str, hit: bool) -> None:
+        self.feedback.labels(version, "true" if hit else "false").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -29,12 +29,17 @@ __all__ = [
     "MAX_HISTORY",
     "MAX_K",
     "ErrorBody",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "FeedbackStats",
     "Health",
     "Item",
     "RecommendRequest",
     "RecommendResponse",
+    "TallyBody",
     "VersionRequest",
     "describe_validation_error",
+    "parse_feedback",
     "parse_request",
 ]
 
@@ -80,6 +85,44 @@ class RecommendResponse(BaseModel):
     node: str
 
 
+class FeedbackRequest(BaseModel):
+    """Which recommended item the user took: the answer's version and items, and the item."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_version: StrictStr = Field(..., min_length=1, max_length=256,
+                                     description="model_version of the answer shown.")
+    items: list[StrictStr] = Field(..., min_length=1, max_length=MAX_K,
+                                   description="The answer's item ids, best first.")
+    item_id: StrictStr = Field(..., min_length=1, max_length=256,
+                               description="The item the user took (a hit if in items[:10]).")
+
+
+class FeedbackResponse(BaseModel):
+    """Feedback counted; ``known``: the version is one this replica serves or served."""
+
+    recorded: bool
+    model_version: str
+    known: bool
+
+
+class TallyBody(BaseModel):
+    """Feedback on one version: answers shown and hits (taken item in the top 10)."""
+
+    shown: int
+    hits: int
+
+
+class FeedbackStats(BaseModel):
+    """One replica's versions in service and its feedback tallies since it started."""
+
+    replica: str
+    stable: str | None
+    canary: str | None
+    canary_share: float
+    tally: dict[str, TallyBody]
+
+
 class ErrorBody(BaseModel):
     """Every 4xx/5xx body: what was wrong and what to do."""
 
@@ -115,11 +158,28 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_request(obj: Any) -> RecommendRequest:
-    """Validate a decoded JSON body; raises InvalidRequest naming each bad field."""
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def _parse(model: type[_Body], obj: Any) -> _Body:
     if not isinstance(obj, dict):
         raise InvalidRequest(f"body: expected a JSON object, found {type(obj).__name__}")
     try:
-        return RecommendRequest.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as exc:
         raise InvalidRequest(describe_validation_error(exc)) from None
+
+
+def parse_request(obj: Any) -> RecommendRequest:
+    """Validate a decoded JSON body; raises InvalidRequest naming each bad field."""
+    return _parse(RecommendRequest, obj)
+
+
+def parse_feedback(obj: Any) -> FeedbackRequest:
+    """Validate a decoded feedback body; raises InvalidRequest naming each bad field.
+
+    Example:
+        >>> parse_feedback({"model_version": "v1", "items": ["i1"], "item_id": "i1"}).item_id
+        'i1'
+    """
+    return _parse(FeedbackRequest, obj)

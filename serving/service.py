@@ -9,10 +9,18 @@ Versions swap atomically: ``load`` fetches and verifies, loads, and probes the n
 first; only then does the reference flip, so requests in flight finish on the old runner and
 a refused version never serves.
 
+A canary (``set_canary``) is a second version, loaded the same way, that answers the requests
+whose routing key (user_id, else the history) falls in its share (``serving.canary``); every
+answer names its ``model_version``, and ``record_feedback`` tallies which item the user took,
+per version, so the canary's online HR@10 can be judged against the stable version's.
+
 Example:
     >>> svc = RecommendService(DirectorySource(art, pub), replica="r0", node="n0")  # doctest: +SKIP
     >>> svc.load()  # doctest: +SKIP
     >>> await svc.recommend(RecommendRequest(user_id="1"))  # doctest: +SKIP
+    >>> svc.set_canary("v2", 0.1)  # doctest: +SKIP
+    >>> svc.record_feedback("v2", ["i3", "i9"], "i9")  # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
@@ -20,20 +28,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from serving.admission import AdmissionPolicy, Decision, budget_s, decide
 from serving.batching import MicroBatcher, Unbatched
-from serving.errors import ModelLoadError, NotReady, Overloaded
+from serving.canary import Tally, in_canary, routing_key
+from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
 from serving.metrics import ServingMetrics
 from serving.runner import ModelRunner, Query, Ranked
 from serving.schemas import RecommendRequest
 from serving.source import ArtifactSource
 
-__all__ = ["RecommendService", "ServiceConfig"]
+__all__ = ["HIT_AT", "MAX_TALLIES", "RecommendService", "ServiceConfig"]
+
+HIT_AT = 10  # feedback is a hit when the taken item was in the answer's top 10 (HR@10)
+MAX_TALLIES = 16  # versions with feedback kept per replica; the least recently fed go first
+_MAX_SERVED = 64
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class ServiceConfig:
     batching: bool = True
     threads: int | None = None
     use_int8: bool = False
-    admission: AdmissionPolicy = AdmissionPolicy()
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
 
 class RecommendService:
@@ -60,6 +74,10 @@ class RecommendService:
         self.metrics = metrics or ServingMetrics()
         self._runner: ModelRunner | None = None
         self._history: list[str] = []  # versions served, oldest first
+        self._canary: tuple[ModelRunner, float] | None = None  # one reference: swapped whole
+        self._served: dict[str, None] = {}  # stable and canary versions, oldest first
+        self._tallies: OrderedDict[str, Tally] = OrderedDict()
+        self._feedback_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="recdrill-model")
         self._in_flight = 0
@@ -90,26 +108,83 @@ class RecommendService:
             raise NotReady("no verified model version loaded yet; retry shortly")
         return self._runner
 
+    @property
+    def canary_version(self) -> str | None:
+        """The canary's version, or None when there is no canary."""
+        canary = self._canary
+        return None if canary is None else canary[0].version
+
+    @property
+    def canary_share(self) -> float:
+        """The canary's share of routing keys (0.0 when there is no canary)."""
+        canary = self._canary
+        return 0.0 if canary is None else canary[1]
+
     def load(self, version: str | None = None) -> str:
         """Fetch + verify, load, probe, then swap; raises ModelLoadError and keeps the old one."""
         with self._load_lock:
-            t0 = time.perf_counter()
-            try:
-                name, path = self.source.fetch(version)
-                t1 = time.perf_counter()
-                if self._runner is not None and name == self._runner.version:
-                    return name
-                runner = ModelRunner.load(path, name, threads=self.config.threads,
-                                          use_int8=self.config.use_int8)
-                runner.probe()
-            except ModelLoadError:
-                self.metrics.refused.inc()
-                raise
+            name, runner, verify_s = self._fetch_and_load(version)
+            if runner is self._runner:
+                return name
             previous = self.version
             self._runner = runner
             self._history = [v for v in self._history if v != name] + [name]
-            self.metrics.set_version(name, previous, runner.load_s, t1 - t0)
+            self._mark_served(name)
+            self.metrics.set_version(name, previous, runner.load_s, verify_s)
             return name
+
+    def set_canary(self, version: str | None, share: float = 0.0) -> str | None:
+        """Serve ``version`` to ``share`` of the routing keys, or no canary (``None``).
+
+        The version is fetched, verified, loaded and probed exactly as by ``load``; a refused
+        one raises ModelLoadError and the canary stays as it was.
+
+        Example:
+            >>> svc.set_canary("v2", 0.25)  # doctest: +SKIP
+            'v2'
+        """
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"canary share: expected 0..1, found {share}")
+        with self._load_lock:
+            if version is None:
+                self._canary = None
+                return None
+            name, runner, verify_s = self._fetch_and_load(version)
+            self._canary = (runner, share)
+            self._mark_served(name)
+            self.metrics.observe_load(name, runner.load_s, verify_s)
+            return name
+
+    def _fetch_and_load(self, version: str | None) -> tuple[str, ModelRunner, float]:
+        """Verified, loaded and probed runner of ``version`` (the one in service if loaded)."""
+        t0 = time.perf_counter()
+        try:
+            name, path = self.source.fetch(version)
+            verify_s = time.perf_counter() - t0
+            loaded = self._loaded(name)
+            if loaded is not None:
+                return name, loaded, verify_s
+            runner = ModelRunner.load(path, name, threads=self.config.threads,
+                                      use_int8=self.config.use_int8)
+            runner.probe()
+        except ModelLoadError:
+            self.metrics.refused.inc()
+            raise
+        return name, runner, verify_s
+
+    def _loaded(self, name: str) -> ModelRunner | None:
+        # A promoted canary becomes the stable runner as it is: no second load.
+        canary = self._canary
+        for runner in (self._runner, None if canary is None else canary[0]):
+            if runner is not None and runner.version == name:
+                return runner
+        return None
+
+    def _mark_served(self, name: str) -> None:
+        self._served.pop(name, None)
+        self._served[name] = None
+        while len(self._served) > _MAX_SERVED:
+            del self._served[next(iter(self._served))]
 
     def rollback(self) -> str:
         """Serve the version before the current one again (verified and probed anew)."""
@@ -126,8 +201,7 @@ class RecommendService:
     async def recommend(self, req: RecommendRequest, timeout_s: float | None = None
                         ) -> dict[str, Any]:
         """The answer as a JSON-ready dict; raises InvalidRequest, NotReady or Overloaded."""
-        runner = self.runner
-        query = runner.resolve(req)
+        runner, query = self._route(req)
         decision = decide(self.config.admission, self._in_flight, self._degraded_in_flight)
         if decision is Decision.SHED:
             self.metrics.shed.inc()
@@ -146,11 +220,22 @@ class RecommendService:
             ranked = await asyncio.wait_for(self._batcher.submit((runner, query)), budget)
         except TimeoutError:
             ranked = self._fallback(runner, query, "deadline")
-        except Exception:  # the model failed: the degraded tier still answers
+        except Exception:  # noqa: BLE001 -- the model failed: the degraded tier still answers
             ranked = self._fallback(runner, query, "model-error")
         finally:
             self._in_flight -= 1
         return self._answer(runner, ranked)
+
+    def _route(self, req: RecommendRequest) -> tuple[ModelRunner, Query]:
+        """The canary answers the keys in its share; everything else, the stable version."""
+        runner, canary = self.runner, self._canary
+        if (canary is not None and canary[0] is not runner
+                and in_canary(routing_key(req.user_id, req.history), canary[1])):
+            try:
+                return canary[0], canary[0].resolve(req)
+            except InvalidRequest:
+                pass  # unknown to the canary's catalog: the stable version decides
+        return runner, runner.resolve(req)
 
     def _fallback(self, runner: ModelRunner, query: Query, reason: str) -> Ranked:
         self.metrics.fallbacks.labels(reason).inc()
@@ -175,6 +260,45 @@ class RecommendService:
             for i, ranked in zip(rows, runner.score([items[i][1] for i in rows]), strict=True):
                 out[i] = ranked
         return [r for r in out if r is not None]
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def record_feedback(self, model_version: str, items: list[str], item_id: str) -> bool:
+        """Count one answer shown, and a hit if ``item_id`` is in its top 10 (HR@10).
+
+        Returns whether ``model_version`` is one this replica serves or served; feedback on
+        other versions is counted too (it may come from another replica's answer).
+
+        Example:
+            >>> svc.record_feedback("v1", ["i4", "i7"], "i7")  # doctest: +SKIP
+            True
+        """
+        hit = item_id in items[:HIT_AT]
+        known = model_version in self._served
+        with self._feedback_lock:
+            tally = self._tallies.pop(model_version, Tally()) + Tally(1, int(hit))
+            self._tallies[model_version] = tally
+            in_service = {self.version, self.canary_version}
+            while len(self._tallies) > MAX_TALLIES:
+                oldest = next(v for v in self._tallies if v not in in_service)
+                del self._tallies[oldest]
+        # Only versions served here become label values: clients cannot grow the series.
+        self.metrics.observe_feedback(model_version if known else "unknown", hit)
+        return known
+
+    def feedback_stats(self) -> dict[str, Tally]:
+        """Feedback per version since this replica started (at most MAX_TALLIES versions)."""
+        with self._feedback_lock:
+            return dict(self._tallies)
+
+    def feedback_report(self) -> dict[str, Any]:
+        """The JSON of ``GET /v1/feedback/stats``: versions in service and every tally."""
+        canary = self._canary
+        return {"replica": self.replica, "stable": self.version,
+                "canary": None if canary is None else canary[0].version,
+                "canary_share": 0.0 if canary is None else canary[1],
+                "tally": {v: {"shown": t.shown, "hits": t.hits}
+                          for v, t in self.feedback_stats().items()}}
 
     def close(self) -> None:
         if isinstance(self._batcher, MicroBatcher):

@@ -39,12 +39,23 @@ class RecommenderStub:
                 request_serializer=serving_dot_proto_dot_recdrill__pb2.RecommendRequest.SerializeToString,
                 response_deserializer=serving_dot_proto_dot_recdrill__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/recdrill.v1.Recommender/Feedback',
+                request_serializer=serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Recommend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Feedback(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Recommend,
                     request_deserializer=serving_dot_proto_dot_recdrill__pb2.RecommendRequest.FromString,
                     response_serializer=serving_dot_proto_dot_recdrill__pb2.RecommendResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.FromString,
+                    response_serializer=serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class Recommender:
             '/recdrill.v1.Recommender/Recommend',
             serving_dot_proto_dot_recdrill__pb2.RecommendRequest.SerializeToString,
             serving_dot_proto_dot_recdrill__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recdrill.v1.Recommender/Feedback',
+            serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.SerializeToString,
+            serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ from drills.loader import load_scenario
 from drills.scenario import FAULT_KINDS
 
 SHIPPED = ["bad-model-rollout", "checkpoint-corruption", "checkpoint-delete", "checkpoint-tamper",
-           "controller-kill", "game-day", "node-kill", "overload", "primary-store-loss",
+           "controller-kill", "game-day", "head-kill", "node-kill", "overload", "primary-store-loss",
            "raylet-kill", "replica-kill", "replica-stall"]
 MINIMAL = """\
 title: {title}
@@ -88,10 +88,10 @@ def test_describe_summarises_every_scenario() -> None:
     summaries = describe()
     assert [s["name"] for s in summaries] == SHIPPED
     game_day = next(s for s in summaries if s["name"] == "game-day")
-    assert game_day["faults"] == ["kill-replica", "stall-replica", "corrupt-checkpoint",
-                                  "kill-node"]
+    assert game_day["faults"] == ["kill-replica", "kill-controller", "stall-replica",
+                                  "corrupt-checkpoint", "delete-primary-store", "kill-node"]
     assert game_day["load"] == {"rate_rps": 200, "rate_fraction": None, "protocol": "http",
-                                "client": "plain", "duration_s": 80}
+                                "client": "plain", "duration_s": 95}
     assert game_day["path"] == os.fspath(SCENARIO_DIR / "game-day.yaml")
     assert game_day["title"] == "game-day" and "node" in game_day["description"]
 

@@ -20,15 +20,17 @@ from serving.proto import recdrill_pb2 as pb
 from serving.proto import recdrill_pb2_grpc as pbg
 from serving.schemas import RecommendRequest
 from serving.server import Endpoint, EntryServer
-from serving.service import MAX_TALLIES, RecommendService
+from serving.service import MAX_TALLIES, RecommendService, ServiceConfig
 from serving.source import DirectorySource
 
 TOKEN = {"authorization": "Bearer tok"}
 
 
-def _service(artifacts: Artifacts) -> RecommendService:
+def _service(artifacts: Artifacts, batching: bool = True) -> RecommendService:
     source = DirectorySource(str(artifacts.root), str(artifacts.public_key))
-    svc = RecommendService(source, replica="r0", node="n0")
+    # The micro-batcher binds to the loop of its first request: one asyncio.run per service.
+    svc = RecommendService(source, replica="r0", node="n0",
+                           config=ServiceConfig(batching=batching))
     svc.load("v1")
     return svc
 
@@ -151,18 +153,18 @@ def test_feedback_needs_the_api_token_like_recommend(
 ])
 def test_grpc_bad_feedback_is_invalid_argument(server: tuple[RecommendService, Endpoint],
                                                fields: dict[str, Any], message: str) -> None:
-    with grpc.insecure_channel(server[1].grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            pbg.RecommenderStub(channel).Feedback(pb.FeedbackRequest(**fields), timeout=5)
+    with grpc.insecure_channel(server[1].grpc_target) as channel, \
+            pytest.raises(grpc.RpcError) as err:
+        pbg.RecommenderStub(channel).Feedback(pb.FeedbackRequest(**fields), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in err.value.details()
 
 
 def test_grpc_malformed_feedback_is_invalid_argument(
         server: tuple[RecommendService, Endpoint]) -> None:
-    with grpc.insecure_channel(server[1].grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary("/recdrill.v1.Recommender/Feedback")(b"\xff\xff\xff", timeout=5)
+    with grpc.insecure_channel(server[1].grpc_target) as channel, \
+            pytest.raises(grpc.RpcError) as err:
+        channel.unary_unary("/recdrill.v1.Recommender/Feedback")(b"\xff\xff\xff", timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "malformed protobuf" in err.value.details()
 
@@ -180,32 +182,40 @@ def test_openapi_documents_feedback_and_stats(server: tuple[RecommendService, En
 
 # -- the canary slot ---------------------------------------------------------------------------
 
-def _answers(svc: RecommendService, reqs: list[RecommendRequest]) -> list[str]:
-    async def run() -> list[dict[str, Any]]:
-        return list(await asyncio.gather(*(svc.recommend(r) for r in reqs)))
-
-    answers = asyncio.run(run())
+async def _versions(svc: RecommendService, reqs: list[RecommendRequest]) -> list[str]:
+    answers = []
+    for start in range(0, len(reqs), 32):  # under the admission limit: nothing degrades
+        answers += await asyncio.gather(*(svc.recommend(r) for r in reqs[start:start + 32]))
     assert not any(a["degraded"] for a in answers)
     return [a["model_version"] for a in answers]
 
 
+def _answers(svc: RecommendService, reqs: list[RecommendRequest]) -> list[str]:
+    return asyncio.run(_versions(svc, reqs))
+
+
 def test_canary_answers_its_share_of_users_and_histories(artifacts: Artifacts) -> None:
-    svc = _service(artifacts)
+    svc = _service(artifacts)  # batched: canary and stable queries share model calls
     assert svc.set_canary("v2", 0.3) == "v2"
     assert (svc.version, svc.canary_version, svc.canary_share) == ("v1", "v2", 0.3)
     reqs = [RecommendRequest(user_id=f"u{u}") for u in range(40)] + [
         RecommendRequest(history=[f"i{a}", f"i{b}"]) for a in range(30) for b in range(0, 30, 2)]
-    versions = _answers(svc, reqs)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        with_canary = await _versions(svc, reqs)
+        assert svc.set_canary(None) is None and svc.canary_version is None
+        return with_canary, await _versions(svc, reqs)
+
+    versions, after = asyncio.run(scenario())
     expected = ["v2" if in_canary(routing_key(r.user_id, r.history), 0.3) else "v1" for r in reqs]
     assert versions == expected
     assert versions.count("v2") / len(versions) == pytest.approx(0.3, abs=0.06)
-    assert svc.set_canary(None) is None and svc.canary_version is None
-    assert set(_answers(svc, reqs)) == {"v1"}
+    assert set(after) == {"v1"}
     svc.close()
 
 
 def test_a_refused_canary_leaves_the_stable_version_serving(artifacts: Artifacts) -> None:
-    svc = _service(artifacts)
+    svc = _service(artifacts, batching=False)
     with pytest.raises(ModelLoadError, match="model.onnx"):
         svc.set_canary("bad", 0.5)
     assert (svc.version, svc.canary_version, svc.canary_share) == ("v1", None, 0.0)
@@ -222,7 +232,7 @@ def test_a_refused_canary_leaves_the_stable_version_serving(artifacts: Artifacts
 
 
 def test_promoting_the_canary_serves_it_to_everybody(artifacts: Artifacts) -> None:
-    svc = _service(artifacts)
+    svc = _service(artifacts, batching=False)
     svc.set_canary("v2", 0.5)
     assert svc.load("v2") == "v2" and svc.canary_version == "v2"
     reqs = [RecommendRequest(user_id=f"u{u}") for u in range(40)]
@@ -257,5 +267,6 @@ def test_tallies_are_bounded_but_keep_the_versions_in_service(artifacts: Artifac
         assert svc.record_feedback(f"old{n}", ["i1"], "i1") is False
     tallies = svc.feedback_stats()
     assert len(tallies) == MAX_TALLIES and tallies["v1"] == Tally(1, 1)
-    assert tallies["v2"] == Tally(1, 0) and "old0" not in tallies and f"old{MAX_TALLIES + 4}" in tallies
+    assert tallies["v2"] == Tally(1, 0)
+    assert "old0" not in tallies and f"old{MAX_TALLIES + 4}" in tallies
     svc.close()
