@@ -9,7 +9,7 @@ undone is left on the context's :class:`Damage`, which the runner's rollbacks al
 
 Example:
     >>> sorted(set(FAULT_KINDS) - set(FAULTS))  # planned into the load schedule instead
-    ['bad-model', 'overload']
+    ['overload']
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Damage:
     touched_stores: list[str] = field(default_factory=list)
     lost_primary: Path | None = None
     stable_version: str | None = None
+    pushed_version: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -75,7 +76,8 @@ class FaultContext:
     rng: random.Random
     damage: Damage
     log: Callable[[str, str, dict[str, Any]], None]
-    derive_version: Callable[[str], Path] | None = None  # new signed copy of the artifact
+    # a new signed copy of the served artifact: (tag, mutate) -> its directory
+    derive_version: Callable[..., Path] | None = None
 
     def now_s(self) -> float:
         """Seconds since the load's start."""
@@ -473,6 +475,54 @@ def delete_primary_store(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -
     rec.facts["rpo_versions"] = len(before - after)
 
 
+# -- models -------------------------------------------------------------------------------------
+
+CANARY_SHARE = 0.25
+CANARY_GATE_MIN_FEEDBACK = 100
+CANARY_GATE_MIN_RATIO = 0.5
+
+
+def bad_model(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
+    """Push a bad model whose integrity is intact (item table shuffled, re-signed): published
+    with W copies, then rolled out as a canary on 25% of users by ``serving.rollout``, whose
+    online HR@10 gate (from the feedback route) must roll it back on every replica and in
+    every store. Proof: the rollout's verdict and tallies, versions served and current after."""
+    from drills.artifacts import shuffle_item_ids
+    from serving.canary import CanaryGate
+    from serving.rollout import canary_rollout
+
+    if ctx.derive_version is None:
+        raise FaultError("bad-model publishes a new signed version: give the drill the signing "
+                         "key (--signing-key)")
+    stable = ctx.sud.version
+    if stable is None:
+        raise FaultError("nothing published yet")
+    artifact = ctx.derive_version("bad-model", shuffle_item_ids(ctx.rng.randrange(1 << 30)))
+    published = ctx.sud.rc.publish(str(artifact))
+    bad = published["version"]
+    with ctx.damage.lock:
+        ctx.damage.stable_version, ctx.damage.pushed_version = stable, bad
+    rec.targets = [(f"version {bad} (item table shuffled, validly signed) as a canary on "
+                    f"{CANARY_SHARE:.0%} of users")]
+    rec.proof["published"] = {k: published[k] for k in ("version", "committed_on")}
+    rec.injected_at_s = ctx.now_s()
+    gate = CanaryGate(min_feedback=CANARY_GATE_MIN_FEEDBACK, min_ratio=CANARY_GATE_MIN_RATIO)
+    result = canary_rollout(ctx.sud.settings, stable, bad, share=CANARY_SHARE, gate=gate,
+                            timeout_s=max(5.0, spec.duration_s - 5.0),
+                            rollback=ctx.sud.rc.rollback)
+    rec.proof["rollout"] = result.to_dict()
+    rec.proof["served_after"] = ctx.sud.served_versions()
+    current = ctx.sud.rc.list_versions()["current"]
+    rec.proof["store_current_after"] = current
+    rolled_back = (result.outcome == "rolled-back" and current == stable
+                   and all(v == stable for v in rec.proof["served_after"].values()))
+    rec.facts["rolled_back"] = rolled_back
+    rec.facts["rollback_s"] = round(result.seconds, 2) if rolled_back else None
+    if rolled_back:
+        with ctx.damage.lock:
+            ctx.damage.pushed_version = None
+
+
 FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "kill-replica": kill_replica,
     "stall-replica": stall_replica,
@@ -482,5 +532,6 @@ FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "kill-head": kill_head,
     "corrupt-checkpoint": corrupt_checkpoint,
     "delete-primary-store": delete_primary_store,
+    "bad-model": bad_model,
 }
-assert set(FAULTS) | {"overload", "bad-model"} == set(FAULT_KINDS), "a fault kind lacks its injector"
+assert set(FAULTS) | {"overload"} == set(FAULT_KINDS), "a fault kind lacks its injector"

@@ -16,12 +16,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from bench.loadgen.recorder import summarize
 from bench.loadgen.schedule import Schedule
 from bench.loadgen.timeline import Phase, WindowStats, per_phase, per_second
 from bench.loadgen.transports import TransportSpec
-from bench.loadgen.workload import load_workload
+from bench.loadgen.workload import Workload, load_workload
 from drills import plan, slo
 from drills.artifacts import derive_version
 from drills.errors import DrillError
@@ -77,9 +78,9 @@ def drill_schedule(rate_rps: float, duration_s: float,
     cuts = sorted({0.0, duration_s, *(t for s, e, _ in overloads for t in (s, e)
                                       if 0 < t < duration_s)})
     parts = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in itertools.pairwise(cuts):
         rate = rate_rps * max([f for s, e, f in overloads if s <= a < e], default=1.0)
-        n = int(round((b - a) * rate))
+        n = round((b - a) * rate)
         parts.append(a + np.arange(n, dtype=np.float64) / rate)
     offsets = np.concatenate(parts) if parts else np.empty(0)
     return Schedule(offsets, rate_rps, duration_s, "constant")
@@ -138,27 +139,50 @@ def _live_window(r: dict[str, int]) -> WindowStats:
                        None, None, None, None, None, 0)
 
 
+def measure_saturation(spec: TransportSpec, workload: Workload, start_rps: float = 100.0,
+                       max_rps: float = 3200.0, step_s: float = 3.0) -> dict[str, Any]:
+    """Step the offered rate (x2, then one bisection) until p99 > 100 ms or success < 99%;
+    the saturation is the goodput of the highest passing step (``bench.loadgen.saturation``)."""
+    from bench.loadgen.runner import LoadConfig, run_load
+    from bench.loadgen.saturation import SLO, next_rate, saturation, step_from_summary, step_passes
+
+    slo, steps = SLO(), []
+    while (rate := next_rate(steps, slo, start_rps, 2.0, max_rps, refine=1)) is not None:
+        kind = "refine" if any(not step_passes(s, slo) for s in steps) else "search"
+        result = run_load(LoadConfig(spec, rate, step_s, warmup_s=0.5, max_lag_p99_ms=50.0),
+                          workload)
+        steps.append(step_from_summary(result.summary(timeline=False), kind))
+    best = saturation(steps, slo)
+    if best is None:
+        raise DrillError(f"no offered rate from {start_rps:g} req/s down passed p99 <= "
+                         f"{slo.p99_ms:g} ms with success >= {slo.min_success:.0%}")
+    return {"goodput_rps": best.goodput_rps, "offered_rps": best.offered_rps,
+            "steps": [asdict(s) for s in steps]}
+
+
 def _transport(sud: System, scenario: Scenario) -> TransportSpec:
     load = scenario.load
     kind = load.protocol if load.client == "plain" else f"client-{load.protocol}"
     plain = load.client == "plain"
     return TransportSpec(kind, tuple(sud.addresses(load.protocol, load.addresses)),
                          timeout_s=load.timeout_s, retries=0 if plain else load.retries,
-                         hedge_after_s=None if plain else load.hedge_after_s)
+                         hedge_after_s=None if plain else load.hedge_after_s,
+                         feedback=load.feedback)
 
 
 def _window(w: WindowStats) -> dict[str, Any]:
     return {**asdict(w), "success_ratio": w.success_ratio}
 
 
-def _derive(sud: System, inputs: DrillInputs, root: Path) -> Callable[[str], Path] | None:
+def _derive(sud: System, inputs: DrillInputs, root: Path) -> Callable[..., Path] | None:
     if inputs.private_key is None:
         return None
+    private = inputs.private_key
 
-    def make(tag: str) -> Path:
+    def make(tag: str, mutate: Callable[[Path], None] | None = None) -> Path:
         version = f"{sud.version}-{tag}-{int(time.time())}"
-        return derive_version(inputs.artifact, root / "derived", version, inputs.private_key,
-                              inputs.public_key)
+        return derive_version(inputs.artifact, root / "derived", version, private,
+                              inputs.public_key, mutate)
 
     return make
 
@@ -185,11 +209,22 @@ def _rollbacks(scenario: Scenario, sud: System, damage: Damage, journal: _Journa
                             f"{new[:12]}", {"killed": node_id, "new": new})
             except DrillError as exc:
                 journal.log("rollback", f"node {node_id[:12]} not restarted: {exc}")
-    if "restore-primary-store" in steps and damage.lost_primary is not None:
-        if not sud.primary_dir.exists() and damage.lost_primary.exists():
-            damage.lost_primary.rename(sud.primary_dir)
-            journal.log("rollback", f"primary store put back at {sud.primary_dir} (the promoted "
+    lost = damage.lost_primary
+    if ("restore-primary-store" in steps and lost is not None and lost.exists()
+            and not sud.primary_dir.exists()):
+        lost.rename(sud.primary_dir)
+        journal.log("rollback", f"primary store put back at {sud.primary_dir} (the promoted "
                         "standby stays primary until an operator promotes the store again)")
+    if "restore-version" in steps and damage.pushed_version and damage.stable_version:
+        try:
+            from serving.deployment import set_version
+
+            sud.rc.rollback(damage.stable_version)
+            set_version(sud.settings, damage.stable_version)
+            journal.log("rollback", f"{damage.pushed_version} taken out: stores and replicas "
+                        f"back on {damage.stable_version}")
+        except Exception as exc:  # noqa: BLE001 - a rollback never stops the others
+            journal.log("rollback", f"restore-version failed: {exc!r}")
     if "repair-stores" in steps and (damage.touched_stores or damage.killed_nodes):
         try:
             result = sud.rc.repair()
@@ -307,13 +342,17 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
     damage.stable_version = sud.version
     journal.log("info", f"serving {sud.version} on {len(sud.replicas())} replicas", started)
     workload = load_workload(options.inputs.artifact, options.inputs.checkpoint)
+    spec = _transport(sud, scenario)
     rate = load.rate_rps
     if rate is None:
-        raise DrillError("rate_fraction needs a saturation measurement, which this version "
-                         "does not run: give rate_rps")
+        assert load.rate_fraction is not None
+        journal.log("info", "measuring saturation (steps of 3 s, p99 <= 100 ms, success >= 99%)")
+        doc["saturation"] = measure_saturation(replace(spec, feedback=False), workload)
+        rate = round(load.rate_fraction * doc["saturation"]["goodput_rps"], 1)
+        journal.log("info", f"saturation {doc['saturation']['goodput_rps']:g} req/s; offered "
+                    f"{load.rate_fraction:g}x = {rate:g} req/s", doc["saturation"])
     overloads = [(f.at_s, f.end_s, f.factor) for f in scenario.method if f.fault == "overload"]
     schedule = drill_schedule(rate, load.duration_s, overloads)
-    spec = _transport(sud, scenario)
     doc["environment"] = {
         "mode": sud.mode, "nodes": [n["NodeID"][:12] for n in sud.nodes()],
         "head": (sud.head_node_id() or "")[:12], "version": sud.version, **started,
@@ -322,7 +361,7 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
         "load": {"rate_rps": rate, "protocol": load.protocol, "client": load.client,
                  "kind": spec.kind, "addresses": list(spec.addresses),
                  "duration_s": load.duration_s, "timeout_s": load.timeout_s,
-                 "retries": spec.retries, "requests": len(schedule),
+                 "retries": spec.retries, "requests": len(schedule), "feedback": load.feedback,
                  "quality": options.inputs.checkpoint is not None}}
     picks = workload.order(len(schedule), load.seed)
     job = GeneratorJob(spec, workload, schedule, picks, 1000, 1.0, None, 1.0)

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "FAULT_KINDS",
+    "P99SLO",
     "ROLLBACKS",
+    "SLO",
     "AbortCondition",
     "BlastRadius",
     "ClusterShape",
@@ -30,9 +32,7 @@ __all__ = [
     "FaultSpec",
     "LoadSpec",
     "NdcgSLO",
-    "P99SLO",
     "RecoverySLO",
-    "SLO",
     "Scenario",
     "SteadyState",
     "SuccessRatioSLO",
@@ -105,6 +105,9 @@ class LoadSpec(_Strict):
     def _one_rate(self) -> LoadSpec:
         if (self.rate_rps is None) == (self.rate_fraction is None):
             raise ValueError("give exactly one of rate_rps or rate_fraction")
+        if self.feedback and (self.protocol, self.client) != ("http", "plain"):
+            raise ValueError("feedback replay runs with protocol http and client plain, found "
+                             f"{self.protocol} / {self.client}")
         return self
 
 
@@ -291,6 +294,8 @@ class Scenario(_Strict):
                 raise ValueError(f"fault {fault.fault} at_s={fault.at_s} + duration_s="
                                  f"{fault.duration_s} runs past the end of the load "
                                  f"(duration_s={self.load.duration_s})")
+        if any(f.fault == "bad-model" for f in self.method) and not self.load.feedback:
+            raise ValueError("bad-model is judged by online feedback: set load.feedback: true")
         first = min(f.at_s for f in self.method)
         if first < 3:
             raise ValueError(f"the first fault at_s={first} leaves under 3 s of baseline; "

@@ -59,13 +59,16 @@ def demo(
     drill: str = typer.Option("game-day", envvar="RECDRILL_DEMO_DRILL",
                               help="Drill to run at the end (a catalog name or YAML path); "
                                    "'none' to skip. Needs --serve."),
+    drill_time_scale: float = typer.Option(1.0, min=0.05, max=10.0,
+                                           envvar="RECDRILL_DRILL_TIME_SCALE",
+                                           help="Multiply the drill's load and fault times."),
 ) -> None:
     """The main job: fetch, train, evaluate, export, verify, publish, serve; JSON on stdout."""
     from recdrill.demo import run_demo
 
     with stdout_to_stderr():  # Ray and onnxruntime print to fd 1; stdout carries JSON only
         summary = run_demo(out, data, max_time_s, progress, serve,
-                           None if drill == "none" else drill)
+                           None if drill == "none" else drill, drill_time_scale)
     typer.echo(json.dumps(summary))
     if not summary["beats_baselines"]:
         typer.echo("the transformer did not beat every baseline", err=True)

@@ -53,7 +53,7 @@ def tamper_check(artifact: Path, public_key: Path, victim: str = "model.onnx") -
 
 def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
              progress: bool = True, serve: bool = True,
-             drill: str | None = "game-day") -> dict[str, Any]:
+             drill: str | None = "game-day", drill_time_scale: float = 1.0) -> dict[str, Any]:
     """Run the main job into ``out``; returns the summary (also written to report.json)."""
     from export.package import package_recommender
     from training.checkpoint import load_checkpoint
@@ -97,7 +97,7 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
         if drill:
             started = time.perf_counter()
             report.record("drill", started, **run_game_day(drill, result.path, out, private,
-                                                            public, progress))
+                                                            public, progress, drill_time_scale))
 
     summary = {"beats_baselines": run.beats_baselines(), **report.steps}
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2, sort_keys=True))
@@ -105,7 +105,7 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
 
 
 def run_game_day(scenario: str, artifact: Path, out: Path, private: Path, public: Path,
-                 progress: bool) -> dict[str, Any]:
+                 progress: bool, time_scale: float = 1.0) -> dict[str, Any]:
     """Run a drill (default the game-day) against the fresh artifact on an embedded cluster;
     print its verdict table. The demo goes on whatever the verdict: the table says which SLO
     held, and ``recdrill drill run`` is the gate."""
@@ -115,6 +115,8 @@ def run_game_day(scenario: str, artifact: Path, out: Path, private: Path, public
     inputs = DrillInputs(artifact.resolve(), public.resolve(), (out / "checkpoint").resolve(),
                          private.resolve())
     spec = load_scenario(resolve(scenario))
+    if time_scale != 1.0:
+        spec = spec.scaled(time_scale)
     journal = run_drill(spec, RunOptions((out / "drills" / spec.title).resolve(), inputs,
                                          progress=progress))
     console.print(console_table(journal))
@@ -123,6 +125,7 @@ def run_game_day(scenario: str, artifact: Path, out: Path, private: Path, public
             "breach": journal["breach"], "error": journal["error"],
             "slos_held": sum(v["held"] for v in verdicts), "slos": len(verdicts),
             "rto_s": journal["rto_s"], "report": journal["paths"]["report"],
+            "fault_errors": {f["name"]: f["error"] for f in journal["faults"] if f["error"]},
             "timeline": journal["paths"]["timeline"], "journal": journal["paths"]["journal"]}
 
 

@@ -60,7 +60,7 @@ class MicroBatcher:
                 continue
             try:
                 results = await self._fn([item for item, _ in live])
-            except Exception as exc:  # every waiter learns about the failure
+            except Exception as exc:  # noqa: BLE001 - every waiter learns about the failure
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)

@@ -118,6 +118,6 @@ def serve(
         signal.signal(sig, lambda *_: stop.set())
     try:
         run(settings, ray_address, stop)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported to the user, exit non-zero
         typer.echo(f"serve: failed to start: {exc}", err=True)
         raise typer.Exit(EXIT_START_FAILED) from None

@@ -94,7 +94,7 @@ class EntryServer:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._serve(sock))
-        except BaseException as exc:  # reported to start(); the thread ends
+        except BaseException as exc:  # noqa: BLE001 - reported to start(); the thread ends
             self._error = exc
             self._started.set()
         finally:

@@ -111,17 +111,23 @@ def test_plan_text_shows_abort_and_rollbacks() -> None:
 def test_plan_text_defaults() -> None:
     s = _scenario([{"fault": "overload", "at_s": 10, "factor": 2.5}], rollbacks=[],
                   load={"rate_fraction": 0.8, "duration_s": 30, "client": "recdrill-client",
-                        "protocol": "grpc", "hedge_after_s": 0.05, "feedback": True})
+                        "protocol": "grpc", "hedge_after_s": 0.05})
     text = plan_text(s)
     assert "load:       0.8 x the saturation rate measured before the drill open loop over GRPC" \
         in text
     assert "client recdrill-client: serving.client, with retries and hedging" in text
     assert "2 retries, hedge after 0.05 s" in text
-    assert "as feedback" in text
     assert "overload on load, offered rate x2.5\n" in text
     assert "RAY_ADDRESS" in text
     assert "abort:      none, the drill runs to the end\n" in text
     assert text.endswith("rollbacks:  none")
+    assert "as feedback" not in text
+
+
+def test_plan_text_says_feedback_is_replayed() -> None:
+    s = _scenario([{"fault": "bad-model", "at_s": 10}],
+                  load={"rate_rps": 100, "duration_s": 30, "feedback": True})
+    assert "as feedback" in plan_text(s)
 
 
 @pytest.mark.parametrize("name", sorted(catalog()))
