@@ -71,23 +71,23 @@ def list_(as_json: bool = typer.Option(False, "--json", help="JSON on stdout."))
 @app.command()
 def run(
     scenario: str = typer.Argument(..., help="A catalog name (recdrill drill list) or a YAML path."),
-    out: Path = typer.Option(None, envvar="RECDRILL_DRILL_OUT",
+    out: Path | None = typer.Option(None, envvar="RECDRILL_DRILL_OUT",
                              help="Report directory (default runs/drills/<name>)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
-    artifact: Path = typer.Option(None, envvar="RECDRILL_ARTIFACT",
+    artifact: Path | None = typer.Option(None, envvar="RECDRILL_ARTIFACT",
                                   help="Signed artifact to serve (default: newest under "
                                        "runs/demo/artifacts)."),
-    checkpoint: Path = typer.Option(None, envvar="RECDRILL_CHECKPOINT",
+    checkpoint: Path | None = typer.Option(None, envvar="RECDRILL_CHECKPOINT",
                                     help="Training checkpoint: held-out items for NDCG@10 "
                                          "(default runs/demo/checkpoint if present)."),
-    public_key: Path = typer.Option(None, envvar="RECDRILL_PUBLIC_KEY",
+    public_key: Path | None = typer.Option(None, envvar="RECDRILL_PUBLIC_KEY",
                                     help="Artifact signing public key."),
-    signing_key: Path = typer.Option(None, envvar="RECDRILL_SIGNING_KEY",
+    signing_key: Path | None = typer.Option(None, envvar="RECDRILL_SIGNING_KEY",
                                      help="Private signing key (drills that publish new "
                                           "versions need it)."),
-    store_key: Path = typer.Option(None, envvar="RECDRILL_STORE_KEY_FILE",
+    store_key: Path | None = typer.Option(None, envvar="RECDRILL_STORE_KEY_FILE",
                                    help="Store encryption key file (default: a fresh one)."),
-    ray_address: str = typer.Option(None, envvar="RAY_ADDRESS",
+    ray_address: str | None = typer.Option(None, envvar="RAY_ADDRESS",
                                     help="Run on this cluster instead of an embedded one."),
     progress: bool = typer.Option(True, help="Show live progress on stderr."),
     keep_work: bool = typer.Option(False, help="Keep the drill's stores under OUT/work."),

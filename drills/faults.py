@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -327,7 +328,7 @@ def kill_head(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     head = local.restart_head()
     rec.proof["restarted_at_s"] = ctx.now_s()
     rec.proof["new_head"] = head.node_id[:12]
-    ray.init(address=local.address, logging_level="WARNING", log_to_driver=False)
+    ray.init(address=local.address, logging_level=logging.WARNING, log_to_driver=False)
 
     def controller_back() -> bool:
         try:
@@ -428,7 +429,7 @@ def corrupt_checkpoint(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> 
     repair = ctx.sud.rc.repair()
     rec.proof["repair"] = {k: (v if isinstance(v, int | str | bool) else str(v)[:300])
                            for k, v in repair.items()}
-    fixed = {}
+    fixed: dict[str, bool | str] = {}
     for node_id in nodes:
         from replication.repo import VersionStore
         from replication.store import open_store

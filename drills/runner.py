@@ -144,9 +144,16 @@ def measure_saturation(spec: TransportSpec, workload: Workload, start_rps: float
     """Step the offered rate (x2, then one bisection) until p99 > 100 ms or success < 99%;
     the saturation is the goodput of the highest passing step (``bench.loadgen.saturation``)."""
     from bench.loadgen.runner import LoadConfig, run_load
-    from bench.loadgen.saturation import SLO, next_rate, saturation, step_from_summary, step_passes
+    from bench.loadgen.saturation import (
+        SLO,
+        Step,
+        next_rate,
+        saturation,
+        step_from_summary,
+        step_passes,
+    )
 
-    slo, steps = SLO(), []
+    slo, steps = SLO(), list[Step]()
     while (rate := next_rate(steps, slo, start_rps, 2.0, max_rps, refine=1)) is not None:
         kind = "refine" if any(not step_passes(s, slo) for s in steps) else "search"
         result = run_load(LoadConfig(spec, rate, step_s, warmup_s=0.5, max_lag_p99_ms=50.0),

@@ -103,6 +103,35 @@ def test_node_kill_takes_every_process_of_the_node(files: DrillFiles, tmp_path: 
     assert any("replaced by a new worker" in e["message"] for e in rollbacks)
 
 
+@pytest.fixture(scope="module")
+def redis_installed() -> str:
+    """GCS fault tolerance needs a real Redis: installed from Debian's packages when missing
+    (the suite runs as root on a fresh machine, as CI does)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        proc = subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], env=env,
+                              capture_output=True, text=True, check=False)
+        exe = shutil.which("redis-server")
+        assert exe is not None, f"could not install redis-server:\n{proc.stderr[-2000:]}"
+    return exe
+
+
+def test_head_kill_with_gcs_fault_tolerance(files: DrillFiles, tmp_path: Path,
+                                            redis_installed: str) -> None:
+    proc, journal = _drill(files, "head-kill", tmp_path / "out", "--time-scale", "0.5")
+    _check_consistent(journal, proc, tmp_path / "out")
+    fault = journal["faults"][0]
+    assert fault["error"] is None, fault
+    proof, facts = fault["proof"], fault["facts"]
+    assert proof["pids_gone_after_s"] is not None and len(proof["killed_pids"]) >= 2
+    assert proof["replicas_ready_while_down"] == [2, 2]  # serving went on without a head
+    assert facts["control_plane_back_s"] is not None  # Serve's controller recovered
+    assert facts["publish_after_restart_s"] is not None  # and publishing works again
+    assert facts["replicas_replaced"] == 0  # the recovered controller kept the replicas
+
+
 # -- ray job submit against a `ray start` cluster -------------------------------------------------
 
 def _free_port() -> int:
