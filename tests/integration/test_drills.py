@@ -64,7 +64,8 @@ def _check_consistent(journal: dict[str, Any], proc: subprocess.CompletedProcess
     seconds = journal["timeline"]
     for phase in journal["phases"]:
         inside = [s for s in seconds if phase["start_s"] <= s["start_s"] < phase["end_s"]]
-        if phase["end_s"] - phase["start_s"] >= 1 and phase["start_s"] == int(phase["start_s"]):
+        whole_seconds = all(phase[k] == int(phase[k]) for k in ("start_s", "end_s"))
+        if phase["end_s"] - phase["start_s"] >= 1 and whole_seconds:
             assert phase["offered"] == sum(s["offered"] for s in inside)
             assert phase["ok"] == sum(s["ok"] for s in inside)
     base = next(p for p in journal["phases"] if p["label"] == "baseline")
