@@ -266,13 +266,13 @@ def _measure(scenario: Scenario, outcomes: Outcomes, records: list[FaultRecord],
     windows = [Phase(n, a, min(b, end_s) if b > a else a) for n, a, b in plan.phases(scenario)]
     phases = {w.label: w for w in per_phase(outcomes, [p for p in windows if p.end_s > p.start_s])}
     timeline = per_second(outcomes, end_s)
+    for r in records:
+        if r.fault == "overload":  # its proof: the rate the generator really offered
+            w = phases.get(r.name)
+            r.facts["offered_rps"] = None if w is None else round(
+                w.offered / max(1e-9, w.end_s - w.start_s), 1)
     facts = {r.name: dict(r.facts) for r in records}
     fault_windows = {r.name: (r.at_s, r.end_s) for r in records}
-    for r in records:
-        if r.fault == "overload":
-            w = phases.get(r.name)
-            facts[r.name]["offered_rps"] = None if w is None else round(
-                w.offered / max(1e-9, w.end_s - w.start_s), 1)
     verdicts = slo.evaluate(scenario, phases, timeline, fault_windows, facts)
     rec_slo = next((s for s in scenario.steady_state_hypothesis.slos
                     if isinstance(s, RecoverySLO)), None)
@@ -287,8 +287,7 @@ def _measure(scenario: Scenario, outcomes: Outcomes, records: list[FaultRecord],
             "breach": slo.worst_breach(verdicts)}
 
 
-def _load_summary(outcomes: Outcomes, hist: Any, gens: Any, scenario: Scenario,
-                  rate: float) -> dict[str, Any]:
+def _load_summary(outcomes: Outcomes, hist: Any, gens: Any, rate: float) -> dict[str, Any]:
     ok = outcomes.status == Status.OK
     lag = summarize(hist.lag)
     reasons = []
@@ -419,7 +418,7 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
         outcomes = outcomes.select(outcomes.intended_s < end_s)
     else:
         doc["status"] = "completed"
-    doc["load_summary"] = _load_summary(outcomes, hist, gens, scenario, rate)
+    doc["load_summary"] = _load_summary(outcomes, hist, gens, rate)
     doc.update(_measure(scenario, outcomes, records, end_s))
     if live.aborted_at is not None:
         doc["held"] = False
