@@ -136,8 +136,12 @@ def _load(load: LoadSpec) -> list[str]:
     if load.client == "recdrill-client":
         hedge = f", hedge after {_num(load.hedge_after_s)} s" if load.hedge_after_s else ""
         client += f": {load.retries} retries{hedge}"
-    addresses = ("round robin over every replica address" if load.addresses == "all"
-                 else "the first replica's address only")
+    if load.via == "frontdoor":
+        addresses = ("one address: recdrill's front door (HAProxy: readiness checks, one retry "
+                     "on another replica)")
+    else:
+        addresses = ("round robin over every replica address, no front door"
+                     if load.addresses == "all" else "the first replica's address only")
     lines = [(f"load:       {rate} open loop over {load.protocol.upper()} for "
               f"{_num(load.duration_s)} s, seed {load.seed}"),
              _wrap(f"{_INDENT}client {load.client}: {client}"),

@@ -171,7 +171,7 @@ def _transport(sud: System, scenario: Scenario) -> TransportSpec:
     load = scenario.load
     kind = load.protocol if load.client == "plain" else f"client-{load.protocol}"
     plain = load.client == "plain"
-    return TransportSpec(kind, tuple(sud.addresses(load.protocol, load.addresses)),
+    return TransportSpec(kind, tuple(sud.addresses(load.protocol, load.addresses, load.via)),
                          timeout_s=load.timeout_s, retries=0 if plain else load.retries,
                          hedge_after_s=None if plain else load.hedge_after_s,
                          feedback=load.feedback)
@@ -345,6 +345,8 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
     journal.log("info", f"{sud.mode} cluster: {sud.alive_nodes()} nodes; publishing and "
                 "deploying")
     started = sud.start()
+    if scenario.load.via == "frontdoor":
+        started["frontdoor"] = sud.start_frontdoor()
     damage.stable_version = sud.version
     journal.log("info", f"serving {sud.version} on {len(sud.replicas())} replicas", started)
     workload = load_workload(options.inputs.artifact, options.inputs.checkpoint)
@@ -365,7 +367,7 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
         "replicas": [{"rank": r.rank, "node": r.node, "pid": r.pid, "http": r.http_url,
                       "grpc": r.grpc_target} for r in sud.replicas()],
         "load": {"rate_rps": rate, "protocol": load.protocol, "client": load.client,
-                 "kind": spec.kind, "addresses": list(spec.addresses),
+                 "kind": spec.kind, "via": load.via, "addresses": list(spec.addresses),
                  "duration_s": load.duration_s, "timeout_s": load.timeout_s,
                  "retries": spec.retries, "requests": len(schedule), "feedback": load.feedback,
                  "quality": options.inputs.checkpoint is not None}}

@@ -89,9 +89,13 @@ class LoadSpec(_Strict):
     client: Literal["plain", "recdrill-client"] = Field(
         "plain", description="plain: one attempt, no retries (what curl or any client sees); "
         "recdrill-client: serving.client with retries and hedging (a second view).")
+    via: Literal["frontdoor", "replicas"] = Field(
+        "frontdoor", description="frontdoor: the one HTTP / gRPC address of recdrill's front "
+        "door (HAProxy, health-checked, retries once elsewhere); replicas: the replicas' own "
+        "addresses, as a client without a front door sees them.")
     addresses: Literal["all", "first"] = Field(
-        "all", description="all: round-robin over every replica address (like DNS round "
-        "robin); first: the first replica's address only.")
+        "all", description="With via: replicas — all: round-robin over every replica address "
+        "(like DNS round robin); first: the first replica's address only.")
     duration_s: float = Field(..., gt=0, le=3600, description="Length of the measured run.")
     seed: int = Field(0, description="Seeds the schedule, the users replayed and target picks.")
     timeout_s: float = Field(2.0, gt=0, le=30, description="Client timeout per request.")

@@ -36,12 +36,11 @@ import psutil
 from drills.errors import EnvironmentError_
 from drills.scenario import ClusterShape
 from replication.checkout import node_name
+from serving.server import GRPC_PORT_OFFSET, Endpoint, free_port_base
 
-__all__ = ["DrillInputs", "Replica", "System", "free_port_base", "open_system", "redis_server",
-           "remove_tree"]
+__all__ = ["DrillInputs", "Replica", "System", "open_system", "redis_server", "remove_tree"]
 
 log = logging.getLogger(__name__)
-_GRPC_OFFSET = 40
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,16 @@ class Replica:
     grpc_port: int
 
     @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.host, self.http_port, self.grpc_port)
+
+    @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+        return self.endpoint.http_url
 
     @property
     def grpc_target(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        return self.endpoint.grpc_target
 
     @property
     def store_name(self) -> str:
@@ -84,18 +87,10 @@ class Replica:
         return node_name(self.node_id)
 
 
-def free_port_base(span: int, start: int = 18100) -> int:
-    """A base port with ``span`` HTTP ports and ``span`` gRPC ports (+40) free on loopback."""
-    for base in range(start, 60000, 53):
-        try:
-            for port in [*range(base, base + span),
-                         *range(base + _GRPC_OFFSET, base + _GRPC_OFFSET + span)]:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise EnvironmentError_("no free loopback ports for the drill's replicas")
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, body: dict[str, Any] | None = None, token: str | None = None,
@@ -139,6 +134,7 @@ class System:
         self.node_root = root / "stores" / "nodes"
         self.rc = self._replication()
         self.settings: Any = None
+        self.frontdoor: Any = None
         self.version: str | None = None
         self.killed_nodes: list[str] = []
 
@@ -207,11 +203,14 @@ class System:
         published = self.rc.publish(str(self.inputs.artifact))
         self.version = published["version"]
         publish_s = time.monotonic() - t0
-        base = free_port_base(self.shape.replicas)
+        try:
+            base = free_port_base(self.shape.replicas)
+        except OSError as exc:
+            raise EnvironmentError_(str(exc)) from exc
         self.settings = ServeSettings(
             store="node", node_root=str(self.node_root), public_key=str(self.inputs.public_key),
             key_files=(str(self.key_file),), replicas=self.shape.replicas, http_port=base,
-            grpc_port=base + _GRPC_OFFSET, app_name=self.app_name,
+            grpc_port=base + GRPC_PORT_OFFSET, app_name=self.app_name,
             admin_token=self.admin_token)
         t1 = time.monotonic()
         deploy(self.settings, timeout_s=timeout_s)
@@ -219,6 +218,27 @@ class System:
         return {"version": self.version, "publish_s": round(publish_s, 2),
                 "committed_on": published["committed_on"],
                 "deploy_s": round(time.monotonic() - t1, 2)}
+
+    def start_frontdoor(self) -> dict[str, Any]:
+        """recdrill's front door (HAProxy) on free loopback ports, following the replicas."""
+        import ray
+
+        from serving.deployment import list_endpoints
+        from serving.frontdoor import FrontDoor, FrontDoorConfig
+
+        http, grpc = _free_port(), _free_port()
+        # The replicas answer from the fallback tier after their 1 s deadline: a replica that
+        # has not answered in 1.2 s is gone or stopped, and the request is retried elsewhere.
+        door = FrontDoor(FrontDoorConfig(http_port=http, grpc_port=grpc, server_timeout_ms=1200),
+                         self.root / "frontdoor")
+        door.start([r.endpoint for r in self.replicas()])
+
+        def endpoints() -> list[Any]:
+            return list_endpoints(self.app_name) if ray.is_initialized() else []
+
+        door.watch(endpoints)
+        self.frontdoor = door
+        return {"http": door.http_url, "grpc": door.grpc_target, "pid": door.pid}
 
     def replicas(self) -> list[Replica]:
         """Replicas as registered (newest registration per rank)."""
@@ -243,7 +263,12 @@ class System:
             time.sleep(0.25)
         return time.monotonic() - t0
 
-    def addresses(self, protocol: str, which: str = "all") -> list[str]:
+    def addresses(self, protocol: str, which: str = "all", via: str = "replicas") -> list[str]:
+        """Where the load goes: the front door's one address, or the replicas' own."""
+        if via == "frontdoor":
+            if self.frontdoor is None:
+                raise EnvironmentError_("the front door is not running")
+            return [self.frontdoor.http_url if protocol == "http" else self.frontdoor.grpc_target]
         reps = sorted(self.replicas(), key=lambda r: r.rank)
         if which == "first":
             reps = reps[:1]
@@ -277,10 +302,12 @@ class System:
         return str(node.node_id)
 
     def stop(self) -> None:
-        """Remove the drill's app (only it) and its replicators."""
+        """Stop the front door; remove the drill's app (only it) and its replicators."""
         import ray
         from ray import serve
 
+        if self.frontdoor is not None:
+            self.frontdoor.stop()
         if not ray.is_initialized():  # e.g. a head restart that failed: nothing to talk to
             return
         with contextlib.suppress(Exception):
@@ -332,9 +359,7 @@ def redis_server(root: Path) -> Iterator[str]:
     if exe is None:
         raise EnvironmentError_("GCS fault tolerance needs redis-server: apt-get install "
                                 "redis-server (the test suite's .ci/run installs it)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,10 @@ from replication.keys import KeySpec, generate_key_file
 from replication.localcluster import local_ray_cluster
 from serving.client import Client
 from serving.config import ServeSettings
+from serving.server import free_port_base
 from training.metrics import summarize
 
 CONCURRENCY = 16
-
-
-def _free_port_base() -> int:
-    """A base port with base, base+1 (HTTP) and base+40, base+41 (gRPC) free on loopback."""
-    for base in range(18100, 60000, 53):
-        try:
-            for port in (base, base + 1, base + 40, base + 41):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free loopback ports for the demo servers")
 
 
 def _store_key(key_dir: Path) -> Path:
@@ -101,7 +88,7 @@ def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path
         started = time.perf_counter()
         published = cluster.publish(str(artifact))
         report["publish"] = {"seconds": round(time.perf_counter() - started, 2), **published}
-        base = _free_port_base()
+        base = free_port_base(2)
         settings = ServeSettings(store="node", public_key=str(public_key), key_files=(str(key),),
                                  replicas=2, http_port=base, grpc_port=base + 40, app_name="demo")
         try:

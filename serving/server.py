@@ -26,7 +26,28 @@ from serving.app import AppConfig, create_app
 from serving.grpc_server import start_grpc_server
 from serving.service import RecommendService
 
-__all__ = ["Endpoint", "EntryServer"]
+__all__ = ["GRPC_PORT_OFFSET", "Endpoint", "EntryServer", "free_port_base"]
+
+GRPC_PORT_OFFSET = 40  # replica rank r: HTTP on base + r, gRPC on base + 40 + r (by convention)
+
+
+def free_port_base(span: int, start: int = 18100, grpc_offset: int = GRPC_PORT_OFFSET) -> int:
+    """A base port with ``span`` HTTP ports and ``span`` gRPC ports (``+ grpc_offset``) free
+    on loopback; raises OSError when none is.
+
+    Example:
+        >>> base = free_port_base(2)  # doctest: +SKIP
+    """
+    for base in range(start, 60000, 53):
+        try:
+            for port in [*range(base, base + span),
+                         *range(base + grpc_offset, base + grpc_offset + span)]:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise OSError(f"no {span} free loopback HTTP + gRPC ports from {start} on")
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ keeps serving, and its rollout ends undecided without waiting for the full timeo
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -28,21 +27,11 @@ from serving_factory import Artifacts, build_artifacts
 
 from serving.canary import CanaryGate
 from serving.config import ServeSettings
-from serving.server import Endpoint
+from serving.server import Endpoint, free_port_base
 
 N_ITEMS = 30
 
 
-def _free_base(span: int = 2) -> int:
-    for base in range(23000, 60000, 89):
-        try:
-            for port in (*range(base, base + span), *range(base + 40, base + 40 + span)):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 class Env:
@@ -63,7 +52,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from serving.deployment import deploy
 
     artifacts = build_artifacts(tmp_path_factory.mktemp("canary-it") / "artifacts")
-    http_base = _free_base()
+    http_base = free_port_base(2)
     with local_ray_cluster(workers=2, object_store_mb=80) as _:
         settings = ServeSettings(artifact=str(artifacts.root), public_key=str(artifacts.public_key),
                                  version="v1", replicas=2, http_port=http_base,

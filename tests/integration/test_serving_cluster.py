@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import threading
 import time
@@ -33,19 +32,7 @@ from serving.proto import recdrill_pb2_grpc as pbg
 from serving.retry import RetryPolicy
 from serving.runner import ModelRunner
 from serving.schemas import RecommendRequest
-from serving.server import Endpoint
-
-
-def _free_base(span: int = 2) -> int:
-    for base in range(21000, 60000, 97):
-        try:
-            for port in range(base, base + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
+from serving.server import Endpoint, free_port_base
 
 
 class Env:
@@ -66,7 +53,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from serving.deployment import deploy
 
     artifacts = build_artifacts(tmp_path_factory.mktemp("serving-it") / "artifacts")
-    http_base = _free_base()
+    http_base = free_port_base(2)
     grpc_base = http_base + 40
     with local_ray_cluster(workers=2, object_store_mb=80) as _:
         settings = ServeSettings(artifact=str(artifacts.root), public_key=str(artifacts.public_key),

