@@ -53,3 +53,23 @@ def test_failures_are_recorded_with_their_status() -> None:
     fake.fail_with(Status.SHED)
     outcomes, _ = asyncio.run(_run(fake, 100, 0.2))
     assert outcomes.count(Status.SHED) == 20 and (outcomes.rank == -2).all()
+
+
+def test_ticks_report_live_counts_and_can_stop_the_run() -> None:
+    fake = FakeTransport(service_s=0.0005)
+    seen: list[list[dict[str, int]]] = []
+
+    def tick(buf, elapsed_s: float) -> bool:  # type: ignore[no-untyped-def]
+        seen.append(buf.live_seconds(0, int(elapsed_s) + 1))
+        return elapsed_s > 0.5  # an abort after half a second
+
+    async def main():  # type: ignore[no-untyped-def]
+        await fake.open()
+        schedule = constant(100, 2.0)
+        return await run_open_loop(schedule, fake, np.zeros(len(schedule), dtype=np.int64),
+                                   ["a"], drain_s=1.0, on_tick=tick, tick_s=0.2)
+
+    outcomes, _ = asyncio.run(main())
+    assert seen and seen[0][0]["offered"] == 100 and seen[0][0]["finished"] > 0
+    assert 40 <= outcomes.count(Status.OK) <= 80  # stopped after ~0.6 s of 2 s
+    assert outcomes.count(Status.DROPPED) == len(outcomes) - outcomes.count(Status.OK)
