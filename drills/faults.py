@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -354,6 +355,33 @@ def kill_head(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     rec.facts["replicas_replaced"] = sum(after.get(k) != v for k, v in before.items())
 
 
+def kill_frontdoor(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
+    """SIGKILL the front door's HAProxy (master and workers); proof: pids gone, its supervisor
+    started a new one, the front door answers again."""
+    from drills.system import http_json
+
+    door = ctx.sud.frontdoor
+    if door is None or door.pid is None:
+        raise FaultError("kill-frontdoor needs the front door: load.via: frontdoor")
+    master = psutil.Process(door.pid)
+    procs = [master, *master.children(recursive=True)]
+    rec.targets = [f"front door HAProxy pids {[p.pid for p in procs]} ({door.http_url})"]
+    t0 = time.monotonic()
+    rec.injected_at_s = ctx.now_s()
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
+    gone = wait_until(lambda: _all_dead([p.pid for p in procs]), 5.0, 0.01)
+    rec.proof["pids_gone_after_s"] = round(time.monotonic() - t0, 3) if gone else None
+    if not gone:
+        raise FaultError("HAProxy still alive 5 s after SIGKILL")
+    back = wait_until(lambda: door.pid not in (None, master.pid)
+                      and http_json(door.http_url + "/readyz", timeout_s=0.5)[0] == 200,
+                      _OBSERVE_S, 0.05)
+    rec.proof["new_pid"] = door.pid
+    rec.facts["frontdoor_back_s"] = round(time.monotonic() - t0, 2) if back else None
+
+
 # -- stores -------------------------------------------------------------------------------------
 
 def _blob_path(sud: System, node_id: str, version: str, path: str) -> tuple[Path, str]:
@@ -531,6 +559,7 @@ FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "kill-raylet": kill_raylet,
     "kill-controller": kill_controller,
     "kill-head": kill_head,
+    "kill-frontdoor": kill_frontdoor,
     "corrupt-checkpoint": corrupt_checkpoint,
     "delete-primary-store": delete_primary_store,
     "bad-model": bad_model,

@@ -47,6 +47,7 @@ FAULT_KINDS: dict[str, str] = {
     "kill-raylet": "nodes",
     "kill-controller": "controller",
     "kill-head": "head",
+    "kill-frontdoor": "frontdoor",
     "corrupt-checkpoint": "stores",
     "delete-primary-store": "primary",
     "bad-model": "cluster",

@@ -208,4 +208,5 @@ def test_drill_runs_as_a_ray_job_on_a_ray_start_cluster(files: DrillFiles, tmp_p
     assert len(journal["environment"]["nodes"]) == 2
     # the job's exit status is the drill's: succeeded only when every SLO held
     held = journal["held"]
-    assert ("SUCCEEDED" in proc.stdout) == held and (proc.returncode == 0) == held, proc.stdout
+    assert (proc.returncode == 0) == held, proc.stdout[-3000:]
+    assert ("' succeeded" if held else "' failed") in proc.stdout + proc.stderr
