@@ -59,15 +59,15 @@ class PhaseWindow(NamedTuple):
 
 def phases(scenario: Scenario) -> list[PhaseWindow]:
     """baseline, each fault (method order), recovery, whole; recovery is empty (end = start)
-    when a fault outlasts the load.
+    when the last fault ends with the load.
 
     Example:
         >>> from drills.scenario import Scenario
         >>> s = Scenario.model_validate({"title": "t", "load": {"rate_rps": 5, "duration_s": 9},
-        ...     "method": [{"fault": "overload", "at_s": 4, "duration_s": 9}],
+        ...     "method": [{"fault": "overload", "at_s": 4, "duration_s": 3}],
         ...     "steady_state_hypothesis": {"slos": [{"kind": "success_ratio", "min": 1}]}})
         >>> phases(s)[2]
-        PhaseWindow(name='recovery', start_s=13.0, end_s=13.0)
+        PhaseWindow(name='recovery', start_s=7.0, end_s=9.0)
     """
     duration = float(scenario.load.duration_s)
     first = float(min(f.at_s for f in scenario.method))

@@ -73,7 +73,7 @@ def drill_schedule(rate_rps: float, duration_s: float,
     Example:
         >>> s = drill_schedule(2, 4, [(1, 2, 3)])
         >>> s.offsets_s.round(3).tolist()
-        [0.0, 0.5, 1.0, 1.333, 1.667, 2.0, 2.5, 3.0, 3.5]
+        [0.0, 0.5, 1.0, 1.167, 1.333, 1.5, 1.667, 1.833, 2.0, 2.5, 3.0, 3.5]
     """
     cuts = sorted({0.0, duration_s, *(t for s, e, _ in overloads for t in (s, e)
                                       if 0 < t < duration_s)})
@@ -139,6 +139,17 @@ def _live_window(r: dict[str, int]) -> WindowStats:
                        None, None, None, None, None, 0)
 
 
+def step_kind(passed: list[bool]) -> str:
+    """A step is a refinement once a passing and a failing rate bracket the saturation (as
+    ``bench.suite`` counts them), else part of the search.
+
+    Example:
+        >>> step_kind([True, True]), step_kind([False]), step_kind([True, False])
+        ('search', 'search', 'refine')
+    """
+    return "refine" if set(passed) == {True, False} else "search"
+
+
 def measure_saturation(spec: TransportSpec, workload: Workload, start_rps: float = 100.0,
                        max_rps: float = 3200.0, step_s: float = 3.0) -> dict[str, Any]:
     """Step the offered rate (x2, then one bisection) until p99 > 100 ms or success < 99%;
@@ -155,7 +166,7 @@ def measure_saturation(spec: TransportSpec, workload: Workload, start_rps: float
 
     slo, steps = SLO(), list[Step]()
     while (rate := next_rate(steps, slo, start_rps, 2.0, max_rps, refine=1)) is not None:
-        kind = "refine" if any(not step_passes(s, slo) for s in steps) else "search"
+        kind = step_kind([step_passes(s, slo) for s in steps])
         result = run_load(LoadConfig(spec, rate, step_s, warmup_s=0.5, max_lag_p99_ms=50.0),
                           workload)
         steps.append(step_from_summary(result.summary(timeline=False), kind))

@@ -9,7 +9,7 @@ import pytest
 
 from drills.cli import EXIT_ABORTED, EXIT_BROKEN, EXIT_ERROR, EXIT_HELD, exit_code
 from drills.faults import pick
-from drills.runner import _Live, drill_schedule
+from drills.runner import _Live, drill_schedule, step_kind
 from drills.scenario import BlastRadius, Scenario, TargetSpec
 
 BASE = {"title": "t", "load": {"rate_rps": 10, "duration_s": 30},
@@ -59,3 +59,9 @@ def test_live_counts_abort_only_on_settled_bad_seconds() -> None:
     assert live.aborted_at is None  # second 2 is not settled yet
     live.update({1: {"second": 1, **row, "ok": 1}, 2: {"second": 2, **row, "ok": 0}})
     assert live.aborted_at == 3 and "for 2 s" in (live.abort_reason or "")
+
+
+def test_saturation_steps_refine_only_once_bracketed() -> None:
+    assert step_kind([]) == "search" and step_kind([True, True]) == "search"
+    assert step_kind([False, False]) == "search"  # still looking for a passing rate below
+    assert step_kind([True, False]) == "refine"
