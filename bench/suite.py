@@ -210,7 +210,7 @@ def _serve(cfg: SuiteConfig, batching: bool, logs: Path) -> Iterator[dict[str, t
     replicas = cfg.serve_replicas
     args = ["serve", "--artifact", str(cfg.artifact), "--public-key", str(cfg.public_key),
             "--http-port", str(http), "--grpc-port", str(grpc), "--replicas", str(replicas),
-            "--batching" if batching else "--no-batching"]
+            "--batching" if batching else "--no-batching", "--no-frontdoor"]
     if batching:
         args += ["--proxy-port", str(proxy)]
     ray_tmp = tempfile.mkdtemp(prefix="rdb-")

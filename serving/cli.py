@@ -1,27 +1,32 @@
 """``recdrill serve`` / ``python -m serving``: run the recommender on Ray Serve.
 
-Starts an embedded local Ray (or joins ``RAY_ADDRESS``), deploys the current committed
-version (or ``--version``), prints one JSON line with the HTTP, gRPC and metrics addresses on
-stdout, and serves until interrupted.
+Checks every path first, starts an embedded local Ray (or joins ``RAY_ADDRESS``, shipping the
+replicas' packages as a ``runtime_env``), deploys the current committed version (or
+``--version``), starts the front door (HAProxy: one HTTP and one gRPC address over every
+replica, ``serving.frontdoor``), prints one JSON line with the addresses on stdout, and serves
+until interrupted; then deletes only its own application.
 
 Example:
     $ python -m serving serve --artifact /tmp/sample-artifact --public-key /tmp/sample-artifact.pub
-    {"http": ["http://127.0.0.1:8100", ...], "grpc": [...], "metrics": [...], "version": "..."}
+    {"frontdoor": {"http": "http://127.0.0.1:8000", "grpc": "127.0.0.1:9000", ...},
+     "http": ["http://127.0.0.1:8100", ...], "grpc": [...], "metrics": [...], "proxy": null}
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import typer
 
-__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_START_FAILED", "app", "run"]
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_START_FAILED", "app", "run", "runtime_env"]
 
 EXIT_OK, EXIT_CONFIG, EXIT_START_FAILED = 0, 2, 4
 
@@ -33,35 +38,64 @@ def _main() -> None:
     """Serving stage commands."""
 
 
-def run(settings: Any, ray_address: str | None, stop: threading.Event) -> dict[str, Any]:
-    """Start Ray (embedded unless ``ray_address``), deploy, print addresses, wait for ``stop``."""
+REPLICA_PACKAGES = ("serving", "export", "durable", "replication")
+
+
+def runtime_env() -> dict[str, Any]:
+    """What a cluster recdrill joins needs to run its replicas: the packages they import,
+    shipped by Ray (``py_modules``), never a ``PYTHONPATH`` pointing into this checkout."""
+    import importlib
+
+    return {"py_modules": [os.path.dirname(importlib.import_module(p).__file__ or "")
+                           for p in REPLICA_PACKAGES]}
+
+
+def run(settings: Any, ray_address: str | None, stop: threading.Event,
+        frontdoor: Any = None, workdir: str | None = None) -> dict[str, Any]:
+    """Start Ray (embedded unless ``ray_address``), deploy, start the front door
+    (``frontdoor``: a FrontDoorConfig, or None for none), print the addresses as one JSON line,
+    wait for ``stop``; then delete only recdrill's application (other apps on a shared
+    cluster stay)."""
+    import tempfile
+
     import ray
-    from ray import serve
 
-    from serving.deployment import deploy
+    from serving.config import resolve_paths
+    from serving.deployment import delete, deploy, list_endpoints
+    from serving.frontdoor import FrontDoor
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    settings = resolve_paths(settings)  # before Ray: a bad path fails in a second, by name
     if ray_address:
-        ray.init(address=ray_address, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": repo}})
+        ray.init(address=ray_address, logging_level=logging.WARNING, runtime_env=runtime_env())
     else:
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (repo, os.environ.get("PYTHONPATH")) if p)
         ray.init(include_dashboard=False, object_store_memory=100 * 1024 * 1024,
                  logging_level=logging.WARNING)
+    door = None
     try:
         endpoints = deploy(settings)
-        info = {"http": [e.http_url for e in endpoints],
-                "grpc": [e.grpc_target for e in endpoints],
-                "metrics": [f"{e.http_url}/metrics" for e in endpoints],
-                "proxy": (f"http://127.0.0.1:{settings.proxy_port}" if settings.proxy_port
-                          else None)}
+        info: dict[str, Any] = {}
+        if frontdoor is not None:
+            work = Path(workdir or tempfile.mkdtemp(prefix="recdrill-frontdoor-"))
+            door = FrontDoor(frontdoor, work)
+            door.start(endpoints)
+            door.watch(lambda: list_endpoints(settings.app_name))
+            info["frontdoor"] = {"http": door.http_url, "grpc": door.grpc_target,
+                                 "metrics": door.metrics_url, "config": str(door.config_path),
+                                 "prometheus_file_sd": str(door.targets_path)}
+        info.update({"http": [e.http_url for e in endpoints],
+                     "grpc": [e.grpc_target for e in endpoints],
+                     "metrics": [f"{e.http_url}/metrics" for e in endpoints],
+                     "proxy": (f"http://127.0.0.1:{settings.proxy_port}" if settings.proxy_port
+                               else None)})
         typer.echo(json.dumps(info))
         sys.stdout.flush()
         stop.wait()
         return info
     finally:
-        serve.shutdown()
+        if door is not None:
+            door.stop()
+        with contextlib.suppress(Exception):
+            delete(settings.app_name)
         ray.shutdown()
 
 
@@ -97,11 +131,25 @@ def serve(
                                     help="Token for admin routes (default: admin off)."),
     ray_address: str = typer.Option(None, envvar="RAY_ADDRESS",
                                     help="Existing Ray cluster (default: embedded local Ray)."),
+    frontdoor: bool = typer.Option(True, "--frontdoor/--no-frontdoor",
+                                   envvar="RECDRILL_FRONTDOOR",
+                                   help="One HTTP + gRPC address (HAProxy) over the replicas."),
+    frontdoor_http_port: int = typer.Option(8000, envvar="RECDRILL_FRONTDOOR_HTTP_PORT",
+                                            help="The front door's HTTP port."),
+    frontdoor_grpc_port: int = typer.Option(9000, envvar="RECDRILL_FRONTDOOR_GRPC_PORT",
+                                            help="The front door's gRPC (h2) port."),
+    frontdoor_metrics_port: int = typer.Option(8404, envvar="RECDRILL_FRONTDOOR_METRICS_PORT",
+                                               help="HAProxy's Prometheus /metrics and /stats."),
+    frontdoor_dir: str = typer.Option(None, envvar="RECDRILL_FRONTDOOR_DIR",
+                                      help="Where the front door's config, log and Prometheus "
+                                      "file_sd targets go (default: a temp dir)."),
 ) -> None:
-    """Serve the current committed version; prints HTTP, gRPC and metrics addresses as JSON."""
+    """Serve the current committed version behind one front door; prints its HTTP, gRPC and
+    metrics addresses (and each replica's) as one JSON line."""
     from pydantic import ValidationError
 
     from serving.config import ServeSettings
+    from serving.frontdoor import FrontDoorConfig
 
     try:
         settings = ServeSettings(
@@ -110,14 +158,22 @@ def serve(
             proxy_port=proxy_port, replicas=replicas, num_cpus=num_cpus, batching=batching,
             max_batch_size=max_batch_size, max_in_flight=max_in_flight, deadline_s=deadline_s,
             api_token=api_token, admin_token=admin_token)
-    except ValidationError as exc:
+        door = (FrontDoorConfig(http_port=frontdoor_http_port, grpc_port=frontdoor_grpc_port,
+                                host=host, stats_port=frontdoor_metrics_port)
+                if frontdoor else None)
+        from serving.config import resolve_paths
+        from serving.deployment import check_artifact
+        from serving.errors import ModelLoadError
+
+        check_artifact(resolve_paths(settings))
+    except (ValidationError, ValueError, ModelLoadError) as exc:
         typer.echo(f"serve: bad configuration: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run(settings, ray_address, stop)
+        run(settings, ray_address, stop, door, frontdoor_dir)
     except Exception as exc:  # noqa: BLE001 - reported to the user, exit non-zero
         typer.echo(f"serve: failed to start: {exc}", err=True)
         raise typer.Exit(EXIT_START_FAILED) from None

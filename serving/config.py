@@ -7,13 +7,16 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serving.admission import AdmissionPolicy
 from serving.app import AppConfig
 from serving.service import ServiceConfig
 
-__all__ = ["ServeSettings"]
+__all__ = ["ServeSettings", "resolve_paths"]
 
 
 class ServeSettings(BaseModel):
@@ -63,3 +66,46 @@ class ServeSettings(BaseModel):
 
     def app_config(self) -> AppConfig:
         return AppConfig(api_token=self.api_token, admin_token=self.admin_token)
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value and not value.startswith("file://")
+
+
+def resolve_paths(settings: ServeSettings) -> ServeSettings:
+    """``settings`` with every local path made absolute and checked, before anything deploys.
+
+    Replicas run in other processes and other directories, so a relative path would make every
+    one of them fail (in a restart loop, the cause buried in logs). Raises ValueError naming
+    the option, the path and what is wrong.
+
+    Example:
+        >>> resolve_paths(ServeSettings(artifact="nowhere", public_key="k.pub"))
+        Traceback (most recent call last):
+        ...
+        ValueError: artifact: .../nowhere does not exist
+    """
+    def path(option: str, value: str, *, directory: bool = False) -> str:
+        p = Path(os.path.expanduser(value.removeprefix("file://"))).resolve()
+        if not p.exists():
+            raise ValueError(f"{option}: {p} does not exist")
+        if directory and not p.is_dir():
+            raise ValueError(f"{option}: {p} is not a directory")
+        if not directory and not p.is_file():
+            raise ValueError(f"{option}: {p} is not a file")
+        return str(p)
+
+    update: dict[str, object] = {}
+    if settings.artifact is not None:
+        art = Path(path("artifact", settings.artifact, directory=True))
+        if not (art / "manifest.json").is_file() and not any(art.glob("*/manifest.json")):
+            raise ValueError(f"artifact: {art} holds no manifest.json (nor <version>/manifest.json)"
+                             ": pass the directory `python -m export build` wrote")
+        update["artifact"] = str(art)
+    update["public_key"] = path("public_key", settings.public_key)
+    update["key_files"] = tuple(path("key_files", k) for k in settings.key_files)
+    if settings.store not in (None, "node") and not _is_url(settings.store):
+        update["store"] = path("store", settings.store, directory=True)
+    if settings.node_root is not None:
+        update["node_root"] = path("node_root", settings.node_root, directory=True)
+    return settings.model_copy(update=update)

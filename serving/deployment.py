@@ -9,7 +9,8 @@ them (``check_health`` pings the serving loop) and swaps versions in place throu
 stable version, and an optional canary answering a share of the traffic, see
 ``serving.rollout``). Replica rank r binds ``http_port + r`` and
 ``grpc_port + r`` on its node, so a restarted replica comes back on the same address, and it
-publishes that address in Ray's KV store (``list_endpoints``).
+registers that address with the application's registry actor (``serving.registry``,
+``list_endpoints``).
 
 Serve's own proxy still reaches the same replicas (``__call__``) when ``proxy_port`` is set —
 the slower path, kept for comparison.
@@ -22,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,16 +35,21 @@ import ray
 from ray import serve
 
 from serving.batching import serve_batcher
-from serving.config import ServeSettings
+from serving.config import ServeSettings, resolve_paths
+from serving import registry
 from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
 from serving.schemas import parse_request
 from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService
+from serving.registry import Heartbeat
 from serving.source import make_source
 
 __all__ = [
     "RecommenderReplica",
+    "app_builder",
     "build_app",
+    "check_artifact",
+    "delete",
     "deploy",
     "list_endpoints",
     "list_replicas",
@@ -52,12 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_KV_NAMESPACE = "recdrill"
 _BIND_RETRY_S = 10.0
-
-
-def _kv_key(app_name: str, rank: int) -> bytes:
-    return f"serving/{app_name}/endpoints/{rank:04d}".encode()
 
 
 @serve.deployment(max_ongoing_requests=256, health_check_period_s=2.0,
@@ -84,15 +86,13 @@ class RecommenderReplica:
         self.server = self._start_server(rank)
         ep = self.server.endpoint
         assert ep is not None
-        from ray.experimental import internal_kv
-
-        internal_kv._internal_kv_put(
-            _kv_key(s.app_name, rank),
-            json.dumps({"host": ep.host, "http_port": ep.http_port, "grpc_port": ep.grpc_port,
-                        "node": node, "node_id": ray.get_runtime_context().get_node_id(),
-                        "pid": os.getpid(), "rank": rank, "niceness": self.niceness,
-                        "actor": ctx.replica_id.to_full_id_str()}).encode(),
-            overwrite=True, namespace=_KV_NAMESPACE)
+        record = {"host": ep.host, "http_port": ep.http_port, "grpc_port": ep.grpc_port,
+                  "node": node, "node_id": ray.get_runtime_context().get_node_id(),
+                  "pid": os.getpid(), "rank": rank, "niceness": self.niceness,
+                  "actor": ctx.replica_id.to_full_id_str()}
+        self.heartbeat = Heartbeat(s.app_name, rank, lambda: {
+            **record, "version": self.service.version, "ready": self.service.ready})
+        self.heartbeat.start()
 
     def _start_server(self, rank: int) -> EntryServer:
         # A replacement replica may start before the dead one's sockets are released.
@@ -166,6 +166,9 @@ class RecommenderReplica:
             return JSONResponse({"error": str(exc)}, 503, {"Retry-After": "1"})
 
     def __del__(self) -> None:
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.stop()
         server = getattr(self, "server", None)
         if server is not None:
             server.stop(2.0)
@@ -203,13 +206,17 @@ def per_node_limit(replicas: int, alive_nodes: int) -> int:
 
 
 def build_app(settings: ServeSettings, *, canary: str | None = None,
-              canary_share: float = 0.0) -> Any:
+              canary_share: float = 0.0, pin_code_version: bool = True) -> Any:
     """The Serve application for ``settings`` (spread: one replica per node where possible).
 
-    The model version (and the canary) travel only in ``user_config`` and the deployment's code
-    version is a
-    digest of everything else, so a version change is an in-place ``reconfigure`` on every
-    replica (no restart, no dropped connection) while any other change rolls the replicas.
+    The model version (and the canary) travel only in ``user_config``, so a version change is
+    an in-place ``reconfigure`` on every replica (no restart, no dropped connection) provided
+    the deployment's code version stays the same. Serve's declarative path (``serve deploy``
+    / ``serve run`` of a config, :func:`app_builder`) derives the code version from the config
+    itself. Its Python ``serve.run`` draws a random one per call (= a rolling restart per
+    version change) and no longer accepts a ``version`` option, so ``pin_code_version`` sets it
+    to a digest of everything but the version: the one private attribute recdrill touches,
+    guarded, so a Ray without it falls back to a rolling restart, never to an error.
     """
     alive = sum(1 for n in ray.nodes() if n.get("Alive"))
     args = settings.model_dump(exclude={"version"})
@@ -220,19 +227,47 @@ def build_app(settings: ServeSettings, *, canary: str | None = None,
         user_config={"version": settings.version, "canary": canary,
                      "canary_share": canary_share},
     )
-    # Serve's Python API otherwise draws a random code version per serve.run (= a restart);
-    # the declarative API hashes the config the same way.
-    app._version = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+    if pin_code_version and hasattr(app, "_version"):
+        app._version = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
     return app.bind(args)
 
 
+def check_artifact(settings: ServeSettings) -> None:
+    """Verify a directory artifact here, on the driver, so a wrong key or a damaged file is
+    one clear error instead of every replica failing the same way (a store is checked out
+    and verified by each node's replicas)."""
+    if settings.artifact is not None:
+        make_source(artifact=settings.artifact, store=None,
+                    public_key_path=settings.public_key).fetch(settings.version)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Ray Serve's application builder (``import_path: serving.deployment:app_builder``):
+    ``args`` are :class:`ServeSettings` fields, from a ``serve_config.yaml`` or
+    ``serve run serving.deployment:app_builder store=node public_key=/k.pub``.
+
+    Paths are resolved and checked here, so a wrong one fails the deploy at once with its
+    name instead of sending every replica into a restart loop.
+    """
+    try:
+        settings = resolve_paths(ServeSettings.model_validate(args))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"recdrill: bad serving configuration: {exc}") from None
+    check_artifact(settings)
+    return build_app(settings, pin_code_version=False)
+
+
 def deploy(settings: ServeSettings, *, timeout_s: float = 120.0) -> list[Endpoint]:
-    """Start Serve (proxy only if ``proxy_port``), run the app, wait for every endpoint."""
+    """Check the paths, start Serve (proxy only if ``proxy_port``), run the app, wait for every
+    endpoint. Raises ValueError for a bad path and ModelLoadError for an artifact that fails
+    verification, before anything starts."""
+    settings = resolve_paths(settings)
+    check_artifact(settings)
     http_options: dict[str, Any] = (
         {"host": "127.0.0.1", "port": settings.proxy_port, "location": "HeadOnly"}
         if settings.proxy_port else {"location": "NoServer"})
     serve.start(http_options=http_options, logging_config={"enable_access_log": False})
-    _clear_endpoints(settings.app_name)
+    ray.get(registry.registry(settings.app_name).clear.remote(), timeout=30)
     _run(settings)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -263,33 +298,41 @@ def set_version(settings: ServeSettings, version: str | None, *, canary: str | N
 
 def _run(settings: ServeSettings, *, canary: str | None = None,
          canary_share: float = 0.0) -> None:
-    serve.run(build_app(settings, canary=canary, canary_share=canary_share),
-              name=settings.app_name,
-              route_prefix="/" if settings.proxy_port else None,
-              logging_config={"enable_access_log": False})
+    settings = resolve_paths(settings)  # the same absolute paths on every call: same code version
+    try:
+        serve.run(build_app(settings, canary=canary, canary_share=canary_share),
+                  name=settings.app_name,
+                  route_prefix="/" if settings.proxy_port else None,
+                  logging_config={"enable_access_log": False})
+    except RuntimeError as exc:
+        cause = _failure_cause(settings.app_name)
+        raise RuntimeError(f"{exc}{': ' + cause if cause else ''}") from exc
 
 
-def _clear_endpoints(app_name: str) -> None:
-    from ray.experimental import internal_kv
+def _failure_cause(app_name: str) -> str | None:
+    """The last line of the error Serve recorded for ``app_name``'s deployments, if any."""
+    with contextlib.suppress(Exception):
+        app = serve.status().applications.get(app_name)
+        for dep in (app.deployments.values() if app else ()):
+            lines = [ln.strip() for ln in (dep.message or "").splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "Error" in ln or "refused" in ln]
+            if errors or lines:
+                return (errors or lines)[-1][:500]
+    return None
 
-    prefix = f"serving/{app_name}/endpoints/".encode()
-    for key in internal_kv._internal_kv_list(prefix, namespace=_KV_NAMESPACE):
-        internal_kv._internal_kv_del(key, namespace=_KV_NAMESPACE)
+
+def delete(app_name: str = "recdrill") -> None:
+    """Delete ``app_name`` and its registry only; Serve and other applications stay (a shared
+    cluster is never ``serve.shutdown()``)."""
+    serve.delete(app_name)
+    registry.drop(app_name)
 
 
 def list_replicas(app_name: str = "recdrill") -> list[dict[str, Any]]:
     """What each replica of ``app_name`` registered, by rank: host, ports, node (short and
-    full id), pid and Serve actor name (the newest registration of each rank)."""
-    from ray.experimental import internal_kv
-
-    prefix = f"serving/{app_name}/endpoints/".encode()
-    keys = sorted(internal_kv._internal_kv_list(prefix, namespace=_KV_NAMESPACE))
-    out = []
-    for key in keys:
-        raw = internal_kv._internal_kv_get(key, namespace=_KV_NAMESPACE)
-        if raw:
-            out.append(json.loads(raw))
-    return out
+    full id), pid, Serve actor name, version in service and ``age_s`` since its last refresh
+    (the newest registration of each rank; a dead replica's record stays until replaced)."""
+    return registry.entries(app_name)
 
 
 def list_endpoints(app_name: str = "recdrill") -> list[Endpoint]:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from serving.server import Endpoint
 
-__all__ = ["FrontDoor", "FrontDoorConfig", "haproxy_binary", "render_config"]
+__all__ = ["FrontDoor", "FrontDoorConfig", "file_sd_targets", "haproxy_binary", "render_config"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
             "    option httpchk GET /readyz",
             "    http-check expect status 200",
         ]
-        lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port}"
+        lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port} check-proto h1"
                   for i, e in enumerate(eps) if e.grpc_port]
     if cfg.stats_port is not None:
         lines += ["", "frontend stats", f"    bind {cfg.host}:{cfg.stats_port}",
@@ -130,12 +131,32 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def file_sd_targets(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> list[dict[str, object]]:
+    """Prometheus ``file_sd_configs`` content: every replica's ``/metrics`` and the front
+    door's own (HAProxy's exporter), so one scrape job follows replicas as they move (pure).
+
+    Example:
+        >>> file_sd_targets(FrontDoorConfig(8000, stats_port=8404),
+        ...                 [Endpoint("127.0.0.1", 8100, 9100)])[0]["targets"]
+        ['127.0.0.1:8100']
+    """
+    eps = sorted(set(endpoints), key=lambda e: (e.host, e.http_port, e.grpc_port))
+    groups: list[dict[str, object]] = [
+        {"targets": [f"{e.host}:{e.http_port}" for e in eps],
+         "labels": {"job": "recdrill-replicas"}}]
+    if cfg.stats_port is not None:
+        groups.append({"targets": [f"{cfg.host}:{cfg.stats_port}"],
+                       "labels": {"job": "recdrill-frontdoor"}})
+    return groups
+
+
 class FrontDoor:
     """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints."""
 
     def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
         self.cfg, self.workdir = cfg, workdir
         self.config_path = workdir / "haproxy.cfg"
+        self.targets_path = workdir / "prometheus-targets.json"
         self._proc: subprocess.Popen[bytes] | None = None
         self._endpoints: tuple[Endpoint, ...] = ()
         self._lock = threading.Lock()
@@ -153,6 +174,12 @@ class FrontDoor:
         return None if self.cfg.grpc_port is None else f"{self.cfg.host}:{self.cfg.grpc_port}"
 
     @property
+    def metrics_url(self) -> str | None:
+        """HAProxy's own Prometheus metrics (None without ``stats_port``)."""
+        return (None if self.cfg.stats_port is None
+                else f"http://{self.cfg.host}:{self.cfg.stats_port}/metrics")
+
+    @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
@@ -161,6 +188,9 @@ class FrontDoor:
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(render_config(self.cfg, endpoints))
         os.replace(tmp, self.config_path)
+        tmp = self.targets_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(file_sd_targets(self.cfg, endpoints), indent=1))
+        os.replace(tmp, self.targets_path)
 
     def _spawn(self) -> None:
         self._proc = subprocess.Popen(
@@ -169,7 +199,18 @@ class FrontDoor:
             start_new_session=True)
 
     def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
-        """Write the config, start HAProxy, wait until the HTTP port accepts connections."""
+        """Write the config, start HAProxy, wait until the HTTP port accepts connections.
+        Raises OSError naming a port that is already taken."""
+        for port in (self.cfg.http_port, self.cfg.grpc_port, self.cfg.stats_port):
+            if port is None:
+                continue
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+                try:
+                    sock.bind((self.cfg.host, port))
+                except OSError as exc:
+                    raise OSError(f"front door: {self.cfg.host}:{port} is taken ({exc.strerror});"
+                                  " choose other --frontdoor-*-port values") from None
         with self._lock:
             self._endpoints = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
             self._write(self._endpoints)
