@@ -34,14 +34,14 @@ from typing import Any
 import ray
 from ray import serve
 
+from serving import registry
 from serving.batching import serve_batcher
 from serving.config import ServeSettings, resolve_paths
-from serving import registry
 from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
+from serving.registry import Heartbeat
 from serving.schemas import parse_request
 from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService
-from serving.registry import Heartbeat
 from serving.source import make_source
 
 __all__ = [
