@@ -38,6 +38,9 @@ class ServeSettings(BaseModel):
                            "rank r binds http_port + r.")
     grpc_port: int = Field(9100, ge=1, le=65000, description="gRPC port of replica rank 0; "
                            "rank r binds grpc_port + r.")
+    rank_ports: bool = Field(True, description="Replica rank r binds http_port + r and "
+                             "grpc_port + r (several replicas per host); false: every replica "
+                             "binds http_port and grpc_port (one replica per node or pod).")
     proxy_port: int | None = Field(None, description="Also open Serve's standard HTTP proxy on "
                                    "this port (head node; slower path, for comparison).")
     replicas: int = Field(2, ge=1, le=64, description="Model replicas, at most one per node.")

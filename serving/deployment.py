@@ -98,8 +98,9 @@ class RecommenderReplica:
         # A replacement replica may start before the dead one's sockets are released.
         s, deadline = self.settings, time.monotonic() + _BIND_RETRY_S
         while True:
-            server = EntryServer(self.service, s.app_config(), s.host, s.http_port + rank,
-                                 s.grpc_port + rank)
+            offset = rank if s.rank_ports else 0
+            server = EntryServer(self.service, s.app_config(), s.host, s.http_port + offset,
+                                 s.grpc_port + offset)
             try:
                 server.start()
                 return server

@@ -213,3 +213,17 @@ def test_tampered_version_is_refused_and_the_old_one_keeps_serving(env: Env) -> 
     with urllib.request.urlopen(env.http[0] + "/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
     assert 'recdrill_model_version_info{model_version="v2"} 1.0' in metrics
+
+
+def test_registry_is_kept_fresh_and_a_version_swap_keeps_the_replica_processes(env: Env) -> None:
+    from serving.deployment import list_replicas, set_version
+
+    before = list_replicas(env.settings.app_name)
+    assert [r["rank"] for r in before] == [0, 1]
+    assert all(r["age_s"] < 10 for r in before)  # refreshed by each replica's heartbeat
+    set_version(env.settings, "v1")
+    _wait_for(lambda: _answers(env, "v1"), 60, "every replica to serve v1")
+    _wait_for(lambda: all(r["version"] == "v1" for r in list_replicas(env.settings.app_name)),
+              15, "the registry to show v1")
+    after = list_replicas(env.settings.app_name)
+    assert [r["pid"] for r in after] == [r["pid"] for r in before]  # reconfigured in place

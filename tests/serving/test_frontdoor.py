@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.frontdoor import FrontDoor, FrontDoorConfig, render_config
+from serving.frontdoor import FrontDoor, FrontDoorConfig, file_sd_targets, render_config
 from serving.server import Endpoint
 
 
@@ -22,7 +22,8 @@ def test_config_lists_every_replica_with_readiness_checks_and_retries() -> None:
                          [Endpoint("127.0.0.1", 8101, 9101), Endpoint("127.0.0.1", 8100, 9100)])
     assert "bind 127.0.0.1:8000\n" in text and "bind 127.0.0.1:9000 proto h2" in text
     assert text.index("server r0 127.0.0.1:8100") < text.index("server r1 127.0.0.1:8101")
-    assert "server g0 127.0.0.1:9100 proto h2 check port 8100" in text
+    # gRPC travels as h2; its readiness check goes to the replica's HTTP port as HTTP/1.1
+    assert "server g0 127.0.0.1:9100 proto h2 check port 8100 check-proto h1" in text
     assert "option httpchk GET /readyz" in text and "retries 1" in text
     assert "retry-on conn-failure empty-response response-timeout 503" in text
     assert "option http-buffer-request" in text  # a POST can only be re-sent when buffered
@@ -31,6 +32,26 @@ def test_config_lists_every_replica_with_readiness_checks_and_retries() -> None:
 def test_equal_endpoints_render_an_equal_file() -> None:
     a = [Endpoint("h", 1, 2), Endpoint("h", 3, 4)]
     assert render_config(FrontDoorConfig(80), a) == render_config(FrontDoorConfig(80), a[::-1])
+
+
+def test_prometheus_targets_follow_the_replicas_and_include_the_front_door() -> None:
+    groups = file_sd_targets(FrontDoorConfig(8000, stats_port=8404, host="10.0.0.1"),
+                             [Endpoint("10.0.0.3", 8100, 9100), Endpoint("10.0.0.2", 8100, 9100)])
+    assert groups == [
+        {"targets": ["10.0.0.2:8100", "10.0.0.3:8100"], "labels": {"job": "recdrill-replicas"}},
+        {"targets": ["10.0.0.1:8404"], "labels": {"job": "recdrill-frontdoor"}}]
+    assert len(file_sd_targets(FrontDoorConfig(8000), [])) == 1  # no stats port: no door target
+
+
+def test_a_taken_port_is_refused_by_name(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        door = FrontDoor(FrontDoorConfig(port), tmp_path)
+        with pytest.raises(OSError, match=f"127.0.0.1:{port} is taken"):
+            door.start([Endpoint("127.0.0.1", 1, 2)])
+        assert door.pid is None  # nothing was started
 
 
 class _Replica(http.server.BaseHTTPRequestHandler):
