@@ -304,14 +304,15 @@ class System:
     def stop(self) -> None:
         """Stop the front door; remove the drill's app (only it) and its replicators."""
         import ray
-        from ray import serve
+
+        from serving.deployment import delete
 
         if self.frontdoor is not None:
             self.frontdoor.stop()
         if not ray.is_initialized():  # e.g. a head restart that failed: nothing to talk to
             return
         with contextlib.suppress(Exception):
-            serve.delete(self.app_name)
+            delete(self.app_name)
 
 
 @contextlib.contextmanager
