@@ -98,10 +98,15 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
     async def recommend(request: Request) -> Response:
         """Top-k items for a user or a history; ``degraded`` when the fallback tier answered."""
         t0 = time.perf_counter()
-        response, version, degraded = await _recommend(request)
-        metrics.observe_request("recommend", str(response.status_code), version, degraded,
-                                time.perf_counter() - t0)
-        return response
+        # If _recommend raises (a client gone mid-body), Starlette answers 500: count that.
+        code, version, degraded = "500", service.version or "none", False
+        try:
+            response, version, degraded = await _recommend(request)
+            code = str(response.status_code)
+            return response
+        finally:
+            metrics.observe_request("recommend", "http", code, version, degraded,
+                                    time.perf_counter() - t0)
 
     async def _json_body(request: Request, shorter: str) -> Any | Response:
         """The decoded body, or the 401/413/400 response that refuses it."""

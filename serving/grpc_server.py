@@ -1,22 +1,34 @@
-"""The gRPC API (``recdrill.v1``: Recommender.Recommend, Recommender.Feedback and Health.Check)
-over grpc.aio.
+"""The gRPC API over grpc.aio: ``recdrill.v1`` (Recommender.Recommend, Recommender.Feedback,
+Health.Check), the standard ``grpc.health.v1.Health`` (Check and Watch) and server reflection,
+so ``grpcurl`` and gRPC-aware load balancers work without the .proto.
 
 Requests arrive as raw bytes and are decoded here, so a malformed protobuf is answered with
-INVALID_ARGUMENT (grpc's own decoder would say INTERNAL). Errors map as: bad input →
-INVALID_ARGUMENT, shed → RESOURCE_EXHAUSTED, not ready → UNAVAILABLE; never UNKNOWN/INTERNAL.
+INVALID_ARGUMENT (grpc's own decoder would say INTERNAL). Recommend's errors map as
+(``grpc_code_of``): bad input → INVALID_ARGUMENT, shed → RESOURCE_EXHAUSTED, not ready →
+UNAVAILABLE, anything unexpected → INTERNAL with a message (never UNKNOWN); the metrics record
+the code returned.
 The call's own deadline (``context.time_remaining()``) bounds the model's time.
 
+``grpc.health.v1.Health`` answers SERVING for ``""`` and ``recdrill.v1.Recommender`` only while
+the service has a verified model in service (``service.ready``), else NOT_SERVING.
+
 Example:
-    >>> server = await start_grpc_server(service, "127.0.0.1", 50051)  # doctest: +SKIP
+    >>> server, port = await start_grpc_server(service, "127.0.0.1", 50051)  # doctest: +SKIP
+    $ grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from serving.errors import InvalidRequest, NotReady, Overloaded
 from serving.proto import recdrill_pb2 as pb
@@ -24,15 +36,55 @@ from serving.schemas import parse_feedback, parse_request
 from serving.service import RecommendService
 
 __all__ = [
+    "HEALTH_POLL_S",
     "MAX_MESSAGE_BYTES",
+    "SERVICE_NAMES",
     "feedback_to_dict",
+    "grpc_code_of",
+    "health_status",
     "request_to_dict",
     "response_to_proto",
     "start_grpc_server",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
-_RECOMMEND = "/recdrill.v1.Recommender/Recommend"
+HEALTH_POLL_S = 0.5  # how often an open Watch stream re-reads the service's readiness
+_RECOMMENDER = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+_HEALTH = pb.DESCRIPTOR.services_by_name["Health"].full_name
+# The names grpc.health.v1.Health answers for ("" = the whole server).
+_HEALTH_NAMES = (grpc_health.OVERALL_HEALTH, _RECOMMENDER)
+SERVICE_NAMES = (_RECOMMENDER, _HEALTH, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+log = logging.getLogger(__name__)
+
+
+def grpc_code_of(exc: BaseException) -> grpc.StatusCode:
+    """The status a Recommend call ends with when ``exc`` escapes the service.
+
+    Example:
+        >>> grpc_code_of(Overloaded("full")).name
+        'RESOURCE_EXHAUSTED'
+    """
+    if isinstance(exc, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, NotReady):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, asyncio.CancelledError):  # the client cancelled or its deadline passed
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL
+
+
+def health_status(ready: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    """The grpc.health.v1 status of every name this server checks.
+
+    Example:
+        >>> health_status(False) == health_pb2.HealthCheckResponse.NOT_SERVING
+        True
+    """
+    return (health_pb2.HealthCheckResponse.SERVING if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING)
 
 
 def request_to_dict(msg: pb.RecommendRequest) -> dict[str, Any]:
@@ -84,28 +136,34 @@ class _Handlers:
         self.service = service
 
     async def recommend(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        # Recorded before the status leaves: a client that saw it can already scrape it.
         t0, svc = time.perf_counter(), self.service
-        code, version, degraded = "OK", svc.version or "none", False
         try:
             msg = _decode(raw, pb.RecommendRequest, "history")
             answer = await svc.recommend(parse_request(request_to_dict(msg)),
                                          context.time_remaining())
-            version, degraded = answer["model_version"], answer["degraded"]
-            return response_to_proto(answer).SerializeToString()
-        except InvalidRequest as exc:
-            code = "INVALID_ARGUMENT"
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except Overloaded as exc:
-            code = "RESOURCE_EXHAUSTED"
-            context.set_trailing_metadata((("retry-after", f"{exc.retry_after_s:g}"),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except NotReady as exc:
-            code = "UNAVAILABLE"
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        finally:
-            svc.metrics.observe_request("grpc.recommend", code, version, degraded,
-                                        time.perf_counter() - t0)
-        raise AssertionError("unreachable")  # pragma: no cover
+            body = response_to_proto(answer).SerializeToString()
+        except asyncio.CancelledError:
+            self._observe(grpc.StatusCode.CANCELLED, t0)
+            raise
+        except Exception as exc:  # every error gets its own status, never UNKNOWN
+            code, message = grpc_code_of(exc), str(exc)
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("Recommend failed unexpectedly")
+                message = f"internal error, retry elsewhere: {exc!r}"
+            if isinstance(exc, Overloaded):
+                context.set_trailing_metadata((("retry-after", f"{exc.retry_after_s:g}"),))
+            self._observe(code, t0)
+            await context.abort(code, message)
+            raise AssertionError("unreachable") from None  # pragma: no cover
+        self._observe(grpc.StatusCode.OK, t0, answer["model_version"], answer["degraded"])
+        return body
+
+    def _observe(self, code: grpc.StatusCode, t0: float, version: str | None = None,
+                 degraded: bool = False) -> None:
+        self.service.metrics.observe_request(
+            "recommend", "grpc", code.name, version or self.service.version or "none", degraded,
+            time.perf_counter() - t0)
 
     async def feedback(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
@@ -124,19 +182,68 @@ class _Handlers:
                                       model_version=self.service.version or "").SerializeToString()
 
 
-async def start_grpc_server(service: RecommendService, host: str, port: int
+class _StandardHealth(grpc_health.aio.HealthServicer):
+    """``grpc.health.v1.Health`` following ``service.ready``.
+
+    The library's servicer answers from statuses it stores; ``refresh`` stores the service's
+    current one, on every Check and every ``poll_s`` while a Watch stream is open, so no task
+    outlives a stream (the server's stop cancels streams).
+    """
+
+    def __init__(self, service: RecommendService, poll_s: float) -> None:
+        super().__init__()
+        self._service, self._poll_s = service, poll_s
+        self._stored: int | None = None
+
+    async def refresh(self) -> None:
+        status = health_status(self._service.ready)
+        if status != self._stored:
+            for name in _HEALTH_NAMES:
+                await self.set(name, status)
+            self._stored = status
+
+    async def Check(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> health_pb2.HealthCheckResponse:
+        await self.refresh()
+        return await super().Check(request, context)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> None:
+        await self.refresh()
+        poller = asyncio.ensure_future(self._poll())
+        try:
+            await super().Watch(request, context)
+        finally:
+            poller.cancel()  # not awaited: the server's stop does not wait for cancelled RPCs
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self.refresh()
+
+
+async def start_grpc_server(service: RecommendService, host: str, port: int, *,
+                            health_poll_s: float = HEALTH_POLL_S
                             ) -> tuple[grpc.aio.Server, int]:
-    """Bind (port 0 = any free port) and start; returns the server and its port."""
+    """Bind (port 0 = any free port) and start; returns the server and its port.
+
+    Serves ``SERVICE_NAMES``: recdrill.v1's Recommender and Health, grpc.health.v1.Health and
+    server reflection (v1alpha, the version grpcurl asks for first).
+    """
     handlers = _Handlers(service)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", 4 * 1024 * 1024)])
     server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler("recdrill.v1.Recommender", {
+        grpc.method_handlers_generic_handler(_RECOMMENDER, {
             "Recommend": grpc.unary_unary_rpc_method_handler(handlers.recommend),
             "Feedback": grpc.unary_unary_rpc_method_handler(handlers.feedback)}),
-        grpc.method_handlers_generic_handler("recdrill.v1.Health", {
+        grpc.method_handlers_generic_handler(_HEALTH, {
             "Check": grpc.unary_unary_rpc_method_handler(handlers.check)}),
     ))
+    health = _StandardHealth(service, health_poll_s)
+    await health.refresh()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"gRPC: cannot bind {host}:{port}; choose another --grpc-port")

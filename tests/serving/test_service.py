@@ -39,7 +39,7 @@ def test_swap_refuse_and_rollback(artifacts: Artifacts) -> None:
     assert svc.rollback() == "v1"
     text = svc.metrics.render().decode()
     assert 'recdrill_model_version_info{model_version="v1"} 1.0' in text
-    assert 'recdrill_model_version_info{model_version="v2"} 0.0' in text
+    assert 'recdrill_model_version_info{model_version="v2"}' not in text  # removed, not 0
     assert "recdrill_versions_refused_total 1.0" in text
 
 
