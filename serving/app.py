@@ -175,8 +175,8 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
         """Readiness: loaded + verified + probe passed."""
         if service.ready:
             return _json(200, {"status": "ready", "model_version": service.version})
-        return _json(503, {"status": "not-ready", "detail": "no verified version loaded"},
-                     {"Retry-After": "1"})
+        detail = "draining" if service.draining else "no verified version loaded"
+        return _json(503, {"status": "not-ready", "detail": detail}, {"Retry-After": "1"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:

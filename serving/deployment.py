@@ -60,6 +60,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _BIND_RETRY_S = 10.0
+DRAIN_S = 1.2  # > the front door's check interval x fall (500 ms x 2)
 
 
 @serve.deployment(max_ongoing_requests=256, health_check_period_s=2.0,
@@ -167,10 +168,15 @@ class RecommenderReplica:
             return JSONResponse({"error": str(exc)}, 503, {"Retry-After": "1"})
 
     def __del__(self) -> None:
+        """Serve's graceful stop: drain first (readiness 503 for ``DRAIN_S``, long enough for
+        the front door's checks to take this replica out), then stop the servers."""
         heartbeat = getattr(self, "heartbeat", None)
         if heartbeat is not None:
             heartbeat.stop()
-        server = getattr(self, "server", None)
+        service, server = getattr(self, "service", None), getattr(self, "server", None)
+        if service is not None and server is not None and service.ready:
+            service.drain()
+            time.sleep(DRAIN_S)
         if server is not None:
             server.stop(2.0)
 

@@ -73,6 +73,7 @@ class RecommendService:
         self.config = config or ServiceConfig()
         self.metrics = metrics or ServingMetrics()
         self._runner: ModelRunner | None = None
+        self.draining = False  # stopping: not ready for new traffic, still answers what comes
         self._history: list[str] = []  # versions served, oldest first
         self._canary: tuple[ModelRunner, float] | None = None  # one reference: swapped whole
         self._served: dict[str, None] = {}  # stable and canary versions, oldest first
@@ -100,7 +101,13 @@ class RecommendService:
 
     @property
     def ready(self) -> bool:
-        return self._runner is not None
+        """Ready for new traffic: a verified version is loaded and the replica is not draining."""
+        return self._runner is not None and not self.draining
+
+    def drain(self) -> None:
+        """Report not ready (``/readyz`` 503, gRPC health NOT_SERVING) so load balancers take
+        this replica out, while requests that still arrive are answered."""
+        self.draining = True
 
     @property
     def runner(self) -> ModelRunner:

@@ -227,3 +227,26 @@ def test_local_fallback_refuses_a_tampered_artifact(artifacts: Artifacts, tmp_pa
     with pytest.raises(ArtifactVerificationError) as err:
         LocalFallback.from_artifact(copy, artifacts.public_key)
     assert err.value.path == "fallback.npz"
+
+
+def test_a_draining_replica_is_not_ready_but_still_answers(artifacts: Artifacts) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    svc = RecommendService(DirectorySource(str(artifacts.root), str(artifacts.public_key)),
+                           replica="r0", node="n0", config=ServiceConfig())
+    svc.load("v1")
+    srv = EntryServer(svc, AppConfig(), "127.0.0.1", 0, 0)
+    ep = srv.start()
+    try:
+        svc.drain()  # what a replica does first when Serve stops it
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(ep.http_url + "/readyz", timeout=5)
+        assert err.value.code == 503 and json.loads(err.value.read())["detail"] == "draining"
+        with grpc.insecure_channel(ep.grpc_target) as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        status, body, _ = _post(ep.http_url + "/v1/recommend", {"user_id": "u0"})
+        assert status == 200 and body["model_version"] == "v1"  # stragglers still answered
+    finally:
+        srv.stop()
