@@ -8,7 +8,9 @@ more on another replica when the connection fails, the answer is empty, the repl
 or answers 503 (POST bodies are buffered so they can be re-sent). gRPC goes through the same
 HAProxy over h2, health-checked on the replica's HTTP port. The configuration is rendered from
 the endpoints replicas register (``render_config``, pure) and reloaded in place (master-worker,
-SIGUSR2: no connection dropped) when they change; a supervisor thread restarts HAProxy if it dies.
+SIGUSR2: no connection dropped) when they change. The listening sockets belong to this
+process and HAProxy inherits them, so if HAProxy dies the ports stay open and a new HAProxy,
+started the moment the old one exits, accepts the connections that queued meanwhile.
 
 Example:
     >>> door = FrontDoor(FrontDoorConfig(http_port=8000, grpc_port=9000), Path("/tmp/fd"))  # doctest: +SKIP
@@ -28,7 +30,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +72,11 @@ def haproxy_binary() -> str:
         return found
 
 
-def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
+def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
+                  fds: Mapping[str, int] | None = None) -> str:
     """The HAProxy configuration for ``endpoints`` (pure; stable order, so equal inputs give an
-    equal file and no reload).
+    equal file and no reload). With ``fds`` ("http", "grpc", "stats" → an inherited listening
+    socket's file descriptor) HAProxy binds those (``fd@N``) instead of opening its own.
 
     Example:
         >>> text = render_config(FrontDoorConfig(8000), [Endpoint("127.0.0.1", 8100, 9100)])
@@ -80,6 +84,11 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
         (True, True)
     """
     eps = sorted(set(endpoints), key=lambda e: (e.host, e.http_port, e.grpc_port))
+    fds = fds or {}
+
+    def bind(name: str, port: int | None) -> str:
+        return f"fd@{fds[name]}" if name in fds else f"{cfg.host}:{port}"
+
     check = (f"inter {cfg.check_interval_ms}ms fall {cfg.fall} rise {cfg.rise} "
              "on-marked-down shutdown-sessions")
     lines = [
@@ -100,7 +109,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
         f"    default-server {check}",
         "",
         "frontend http_in",
-        f"    bind {cfg.host}:{cfg.http_port}",
+        f"    bind {bind('http', cfg.http_port)}",
         "    default_backend replicas_http",
         "",
         "backend replicas_http",
@@ -113,7 +122,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
         lines += [
             "",
             "frontend grpc_in",
-            f"    bind {cfg.host}:{cfg.grpc_port} proto h2",
+            f"    bind {bind('grpc', cfg.grpc_port)} proto h2",
             "    default_backend replicas_grpc",
             "",
             "backend replicas_grpc",
@@ -125,7 +134,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> str:
         lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port} check-proto h1"
                   for i, e in enumerate(eps) if e.grpc_port]
     if cfg.stats_port is not None:
-        lines += ["", "frontend stats", f"    bind {cfg.host}:{cfg.stats_port}",
+        lines += ["", "frontend stats", f"    bind {bind('stats', cfg.stats_port)}",
                   "    http-request use-service prometheus-exporter if { path /metrics }",
                   "    stats enable", "    stats uri /stats"]
     return "\n".join(lines) + "\n"
@@ -151,7 +160,13 @@ def file_sd_targets(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> list
 
 
 class FrontDoor:
-    """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints."""
+    """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints.
+
+    This object holds the listening sockets and HAProxy inherits them (``fd@N``), so when
+    HAProxy dies the ports stay open: new connections wait in the kernel's accept queue while a
+    waiter thread starts a new HAProxy at once, and it accepts them. Only requests inside the
+    killed process are lost.
+    """
 
     def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
         self.cfg, self.workdir = cfg, workdir
@@ -159,6 +174,7 @@ class FrontDoor:
         self.targets_path = workdir / "prometheus-targets.json"
         self._proc: subprocess.Popen[bytes] | None = None
         self._endpoints: tuple[Endpoint, ...] = ()
+        self._sockets: dict[str, socket.socket] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
@@ -183,51 +199,94 @@ class FrontDoor:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    def _fds(self) -> dict[str, int]:
+        return {name: sock.fileno() for name, sock in self._sockets.items()}
+
     def _write(self, endpoints: Sequence[Endpoint]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(render_config(self.cfg, endpoints))
+        tmp.write_text(render_config(self.cfg, endpoints, self._fds()))
         os.replace(tmp, self.config_path)
         tmp = self.targets_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(file_sd_targets(self.cfg, endpoints), indent=1))
         os.replace(tmp, self.targets_path)
 
-    def _spawn(self) -> None:
-        self._proc = subprocess.Popen(
-            [haproxy_binary(), "-W", "-db", "-f", str(self.config_path)],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "haproxy.log", "ab"),  # noqa: SIM115
-            start_new_session=True)
-
-    def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
-        """Write the config, start HAProxy, wait until the HTTP port accepts connections.
-        Raises OSError naming a port that is already taken."""
-        for port in (self.cfg.http_port, self.cfg.grpc_port, self.cfg.stats_port):
-            if port is None:
-                continue
-            with socket.socket() as sock:
+    def _listen(self) -> None:
+        """Bind every port here (a taken one is named), to be inherited by HAProxy."""
+        ports = {"http": self.cfg.http_port, "grpc": self.cfg.grpc_port,
+                 "stats": self.cfg.stats_port}
+        try:
+            for name, port in ports.items():
+                if port is None:
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self._sockets[name] = sock
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
                 try:
                     sock.bind((self.cfg.host, port))
                 except OSError as exc:
-                    raise OSError(f"front door: {self.cfg.host}:{port} is taken ({exc.strerror});"
-                                  " choose other --frontdoor-*-port values") from None
+                    raise OSError(f"front door: {self.cfg.host}:{port} is taken "
+                                  f"({exc.strerror}); choose other --frontdoor-*-port values"
+                                  ) from None
+                sock.listen(4096)
+                sock.set_inheritable(True)
+        except OSError:
+            self._close_sockets()
+            raise
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+
+    def _spawn(self) -> None:
+        """Start HAProxy and a thread that starts it again the moment it exits (unless
+        stopping). Call with the lock held."""
+        proc = subprocess.Popen(
+            [haproxy_binary(), "-W", "-db", "-f", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "haproxy.log", "ab"),  # noqa: SIM115
+            start_new_session=True, pass_fds=tuple(self._fds().values()))
+        self._proc = proc
+        threading.Thread(target=self._reap, args=(proc,), name="frontdoor-reaper",
+                         daemon=True).start()
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        with self._lock:
+            if self._stop.is_set() or self._proc is not proc:
+                return
+            log.error("HAProxy exited (%s); starting it again", code)
+            self.restarts += 1
+            self._spawn()
+
+    def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
+        """Bind the ports, write the config, start HAProxy, wait until it answers.
+        Raises OSError naming a port that is already taken."""
+        self._listen()
         with self._lock:
             self._endpoints = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
             self._write(self._endpoints)
             self._spawn()
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                socket.create_connection((self.cfg.host, self.cfg.http_port), 0.5).close()
-                return
-            except OSError:
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise RuntimeError(f"HAProxy exited ({self._proc.returncode}); see "
-                                       f"{self.workdir / 'haproxy.log'}") from None
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"front door not listening on {self.http_url} after "
-                                       f"{timeout_s} s") from None
-                time.sleep(0.05)
+        while not self._answers():
+            if self._proc is not None and self._proc.poll() is not None and not self.restarts:
+                raise RuntimeError(f"HAProxy exited ({self._proc.returncode}); see "
+                                   f"{self.workdir / 'haproxy.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"front door not answering on {self.http_url} after "
+                                   f"{timeout_s} s; see {self.workdir / 'haproxy.log'}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        """HAProxy answers HTTP on the front port (any status: the socket is ours until it
+        accepts, so a TCP connect alone proves nothing)."""
+        try:
+            with socket.create_connection((self.cfg.host, self.cfg.http_port), 0.5) as conn:
+                conn.settimeout(0.5)
+                conn.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+                return conn.recv(12).startswith(b"HTTP/")
+        except OSError:
+            return False
 
     def update(self, endpoints: Sequence[Endpoint]) -> bool:
         """Re-render and reload in place (SIGUSR2 to the master) if the endpoints changed."""
@@ -243,23 +302,17 @@ class FrontDoor:
             return True
 
     def watch(self, source: Callable[[], Sequence[Endpoint]], interval_s: float = 1.0) -> None:
-        """In a thread: follow ``source()`` (e.g. the registered endpoints) and restart HAProxy
-        if it died."""
+        """In a thread: follow ``source()`` (e.g. the registered endpoints)."""
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 with contextlib.suppress(Exception):
                     self.update(source())
-                with self._lock:
-                    if self._proc is not None and self._proc.poll() is not None:
-                        log.error("HAProxy exited (%s); restarting", self._proc.returncode)
-                        self._spawn()
-                        self.restarts += 1
 
         self._watch = threading.Thread(target=loop, name="frontdoor-watch", daemon=True)
         self._watch.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop following and stop HAProxy (its whole process group)."""
+        """Stop following, stop HAProxy (its whole process group) and close the ports."""
         self._stop.set()
         if self._watch is not None:
             self._watch.join(timeout_s)
@@ -274,3 +327,4 @@ class FrontDoor:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        self._close_sockets()

@@ -115,3 +115,28 @@ def test_haproxy_spreads_load_and_routes_around_a_dead_replica(
         door.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", door.cfg.http_port), 0.5).close()
+
+
+def test_a_killed_haproxy_is_replaced_while_its_ports_stay_open(
+        replicas: list[http.server.ThreadingHTTPServer], tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    eps = [Endpoint("127.0.0.1", s.server_address[1], 0) for s in replicas]
+    door = FrontDoor(FrontDoorConfig(_port(), check_interval_ms=100), tmp_path)
+    door.start(eps)
+    try:
+        assert _post(door.http_url)
+        old = door.pid
+        assert old is not None
+        master = psutil.Process(old)
+        for proc in [master, *master.children(recursive=True)]:
+            os.kill(proc.pid, signal.SIGKILL)
+        # sent at once, while HAProxy is dead or starting: they wait in the accept queue
+        answers = [_post(door.http_url) for _ in range(20)]
+        assert set(answers) <= {str(e.http_port) for e in eps} and len(answers) == 20
+        assert door.restarts == 1 and door.pid not in (None, old)
+    finally:
+        door.stop()
