@@ -14,7 +14,7 @@ from drills.loader import load_scenario
 from drills.scenario import FAULT_KINDS
 
 SHIPPED = ["bad-model-rollout", "checkpoint-corruption", "checkpoint-delete", "checkpoint-tamper",
-           "controller-kill", "frontdoor-kill", "game-day", "head-kill", "node-kill", "overload", "primary-store-loss",
+           "controller-kill", "frontdoor-grpc", "frontdoor-kill", "game-day", "head-kill", "node-kill", "overload", "primary-store-loss",
            "raylet-kill", "replica-kill", "replica-stall"]
 MINIMAL = """\
 title: {title}
