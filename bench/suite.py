@@ -31,7 +31,7 @@ from bench.contenders.process import ServerProcess, free_port
 from bench.loadgen.compare import ContenderRecord, goals, ratios
 from bench.loadgen.errors import BenchError, ConfigError
 from bench.loadgen.report import machine_info, markdown_report, plot_curves, write_json
-from bench.loadgen.runner import LoadConfig, run_load
+from bench.loadgen.runner import LoadConfig, LoadResult, run_load
 from bench.loadgen.saturation import (
     SLO,
     Step,
@@ -43,7 +43,8 @@ from bench.loadgen.saturation import (
 from bench.loadgen.transports import TransportSpec
 from bench.loadgen.workload import Workload, load_workload
 
-__all__ = ["CONTENDERS", "Endpoint", "SuiteConfig", "parse_endpoint", "run_suite"]
+__all__ = ["CONTENDERS", "Endpoint", "SuiteConfig", "measure_curve", "measure_step",
+           "parse_endpoint", "run_suite", "search_saturation"]
 
 CONTENDERS = ("raw-ort", "raw-ort-int8", "fastapi-ort", "flask-torch", "recdrill-batch",
               "recdrill-nobatch")
@@ -117,12 +118,12 @@ def _stderr(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _load(cfg: SuiteConfig, spec: TransportSpec, workload: Workload, rate: float) -> dict[str, Any]:
+def _load(cfg: SuiteConfig, spec: TransportSpec, workload: Workload, rate: float) -> LoadResult:
     pins = (cfg.generator_cpu,) if cfg.generator_cpu is not None else ()
     config = LoadConfig(spec, rate_rps=rate, duration_s=cfg.step_s, warmup_s=cfg.warmup_s,
                         max_in_flight=cfg.max_in_flight, processes=cfg.generator_processes,
                         pin_cpus=pins, max_lag_p99_ms=cfg.max_lag_p99_ms)
-    return run_load(config, workload).summary(timeline=False)
+    return run_load(config, workload)
 
 
 def _recover(health: str | None, log: Log, timeout_s: float = 60.0) -> None:
@@ -148,41 +149,56 @@ def _recover(health: str | None, log: Log, timeout_s: float = 60.0) -> None:
     log(f"{health} still slow after {timeout_s:.0f} s; measuring anyway")
 
 
-def measure_curve(cfg: SuiteConfig, name: str, spec: TransportSpec, workload: Workload,
-                  log: Log = _stderr, health: str | None = None) -> ContenderRecord:
-    """Step the offered rate to saturation, then measure at 50% and 200% of it.
+def measure_step(cfg: SuiteConfig, name: str, spec: TransportSpec, workload: Workload,
+                 rate: float, kind: str, log: Log = _stderr,
+                 health: str | None = None) -> tuple[Step, LoadResult]:
+    """One logged run of ``cfg.step_s`` at ``rate``, then wait for the server to recover;
+    returns the :class:`Step` and the whole run (per-request outcomes, errors, sheds)."""
+    result = _load(cfg, spec, workload, rate)
+    s = step_from_summary(result.summary(timeline=False), kind)
+    log(f"{name}: offered {rate:.0f}/s → goodput {s.goodput_rps:.0f}/s, p50 {s.p50_ms} ms, "
+        f"p99 {s.p99_ms} ms, ok {s.success_ratio:.3f}, lag p99 {s.lag_p99_ms} ms, "
+        f"gen cpu {s.generator_cpu_share:.2f}{'' if s.valid else ' (INVALID)'}"
+        f" [{kind}{', pass' if step_passes(s, cfg.slo) else ''}]")
+    _recover(health, log)
+    return s, result
 
-    A failing search step is measured once more after the server recovered (machines here
-    are shared, so one noisy step should not end the search); the first try is kept in the
-    record as ``rejected``.
+
+def search_saturation(cfg: SuiteConfig, name: str, spec: TransportSpec, workload: Workload,
+                      log: Log = _stderr, health: str | None = None) -> list[Step]:
+    """Step the offered rate until saturation is bracketed (:func:`next_rate`).
+
+    A failing step is measured once more after the server recovered (machines here are
+    shared, so one noisy step should not end the search); the first try is kept as
+    ``rejected``.
     """
     steps: list[Step] = []
-
-    def step(rate: float, kind: str) -> Step:
-        s = step_from_summary(_load(cfg, spec, workload, rate), kind)
-        log(f"{name}: offered {rate:.0f}/s → goodput {s.goodput_rps:.0f}/s, p50 {s.p50_ms} ms, "
-            f"p99 {s.p99_ms} ms, ok {s.success_ratio:.3f}, lag p99 {s.lag_p99_ms} ms, "
-            f"gen cpu {s.generator_cpu_share:.2f}{'' if s.valid else ' (INVALID)'}"
-            f" [{kind}{', pass' if step_passes(s, cfg.slo) else ''}]")
-        _recover(health, log)
-        return s
-
     while (rate := next_rate(steps, cfg.slo, cfg.start_rps, cfg.factor, cfg.max_rps,
                              cfg.refine)) is not None:
         counted = [s for s in steps if s.kind in ("search", "refine")]
         passed = any(step_passes(s, cfg.slo) for s in counted)
         failed = any(not step_passes(s, cfg.slo) for s in counted)
         kind = "refine" if passed and failed else "search"
-        s = step(rate, kind)
+        s, _ = measure_step(cfg, name, spec, workload, rate, kind, log, health)
         if not step_passes(s, cfg.slo) and cfg.confirm_failures:
             steps.append(replace(s, kind="rejected"))
-            s = step(rate, kind)
+            s, _ = measure_step(cfg, name, spec, workload, rate, kind, log, health)
         steps.append(s)
+    return steps
+
+
+def measure_curve(cfg: SuiteConfig, name: str, spec: TransportSpec, workload: Workload,
+                  log: Log = _stderr, health: str | None = None) -> ContenderRecord:
+    """Step the offered rate to saturation (:func:`search_saturation`), then measure at 50%
+    and 200% of it."""
+    steps = search_saturation(cfg, name, spec, workload, log, health)
     sat = saturation(steps, cfg.slo)
     half = double = None
     if sat is not None:
-        half = step(max(1.0, sat.goodput_rps / 2), "half")
-        double = step(sat.goodput_rps * 2, "double")
+        half, _ = measure_step(cfg, name, spec, workload, max(1.0, sat.goodput_rps / 2), "half",
+                               log, health)
+        double, _ = measure_step(cfg, name, spec, workload, sat.goodput_rps * 2, "double", log,
+                                 health)
         steps += [half, double]
     return ContenderRecord(name, spec.kind, tuple(steps), sat, half, double,
                            extra={"addresses": list(spec.addresses)})

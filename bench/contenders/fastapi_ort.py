@@ -1,53 +1,57 @@
-"""Baseline: a plain FastAPI + uvicorn + onnxruntime server, one process, serving's JSON contract.
+"""Baseline: a plain FastAPI + uvicorn + onnxruntime server, serving's JSON contract.
 
-What a competent engineer writes in an afternoon: one ORT session (one thread), the model
-called inline in an ``async`` handler (0.1 ms of work is cheaper than a threadpool hop),
-uvloop + httptools, access log off. Run: ``python -m bench.contenders.fastapi_ort --artifact A --port P``.
+What a competent engineer writes in an afternoon: one ORT session (one thread) per process, the
+model called inline in an ``async`` handler (0.1 ms of work is cheaper than a threadpool hop),
+uvloop + httptools, access log off. ``--workers N`` runs N uvicorn worker processes on one
+socket (uvicorn's supervisor; each worker builds the app from the environment, see
+:func:`app_from_env`). Run: ``python -m bench.contenders.fastapi_ort --artifact A --port P``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from serving.schemas import RecommendRequest  # module level: FastAPI resolves the annotation here
 
-__all__ = ["build_app", "main"]
+__all__ = ["ENV_ARTIFACT", "app_from_env", "build_app", "main"]
+
+ENV_ARTIFACT = "RECDRILL_FASTAPI_ORT_ARTIFACT"
+_ENV_THREADS = "RECDRILL_FASTAPI_ORT_THREADS"
+_ENV_MODEL_FILE = "RECDRILL_FASTAPI_ORT_MODEL_FILE"
 
 
 def build_app(artifact: Path, threads: int = 1, model_file: str = "model.onnx") -> Any:
     """The FastAPI app over one artifact (loads the session and probes it before returning)."""
-    import numpy as np
-    import onnxruntime as ort
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from bench.contenders.catalog import Catalog, InvalidInput, left_pad_one
+    from bench.contenders.catalog import InvalidInput
+    from bench.contenders.ort_model import OrtModel
 
-    catalog = Catalog.from_artifact(artifact)
-    from serving.runner import session_options
-
-    session = ort.InferenceSession(str(artifact / model_file), session_options(threads),
-                                   providers=["CPUExecutionProvider"])
-    session.run(None, {"input_ids": np.ones((1, 1), dtype=np.int64)})  # probe
+    model = OrtModel.load(artifact, threads, model_file)
     app = FastAPI(title="fastapi-ort baseline")
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "model_version": catalog.version}
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model_version": model.version, "pid": os.getpid()}
 
     @app.post("/v1/recommend")
     async def recommend(request: RecommendRequest) -> Any:
         try:
-            history = catalog.history_of(request)
+            return model.recommend(request, "fastapi-ort")
         except InvalidInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        ids = left_pad_one(history, catalog.max_seq_len)
-        scores = session.run(None, {"input_ids": ids})[0][0]
-        return catalog.answer(scores, history, request, "fastapi-ort")
 
     return app
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: the app for ``$RECDRILL_FASTAPI_ORT_ARTIFACT``."""
+    return build_app(Path(os.environ[ENV_ARTIFACT]), int(os.environ.get(_ENV_THREADS, "1")),
+                     os.environ.get(_ENV_MODEL_FILE, "model.onnx"))
 
 
 def main() -> None:
@@ -59,10 +63,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model-file", default="model.onnx")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn worker processes (one ORT session each)")
     args = parser.parse_args()
-    app = build_app(args.artifact, args.threads, args.model_file)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools")
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "log_level": "warning",
+                               "access_log": False, "loop": "uvloop", "http": "httptools"}
+    if args.workers == 1:
+        uvicorn.run(build_app(args.artifact, args.threads, args.model_file), **options)
+        return
+    os.environ.update({ENV_ARTIFACT: str(args.artifact.resolve()),
+                       _ENV_THREADS: str(args.threads), _ENV_MODEL_FILE: args.model_file})
+    uvicorn.run("bench.contenders.fastapi_ort:app_from_env", factory=True, workers=args.workers,
+                **options)
 
 
 if __name__ == "__main__":

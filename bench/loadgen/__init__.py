@@ -20,6 +20,14 @@ from bench.loadgen.errors import (
     WorkloadError,
 )
 from bench.loadgen.outcomes import Outcomes, Status
+from bench.loadgen.overload import (
+    Overload,
+    OverloadVerdict,
+    added_ms,
+    answered_within,
+    judge_overload,
+    overload_from_summary,
+)
 from bench.loadgen.quality import Quality, quality_of, rank_of
 from bench.loadgen.recorder import LatencySummary, RunHistograms, histogram_of, summarize
 from bench.loadgen.runner import LoadConfig, LoadResult, run_load
@@ -40,6 +48,8 @@ __all__ = [
     "LoadConfig",
     "LoadResult",
     "Outcomes",
+    "Overload",
+    "OverloadVerdict",
     "Phase",
     "Quality",
     "RunHistograms",
@@ -50,11 +60,15 @@ __all__ = [
     "WindowStats",
     "Workload",
     "WorkloadError",
+    "added_ms",
+    "answered_within",
     "constant",
     "histogram_of",
+    "judge_overload",
     "load_workload",
     "make_schedule",
     "make_transport",
+    "overload_from_summary",
     "parse_phases",
     "per_phase",
     "per_second",
