@@ -1,9 +1,11 @@
-"""Dynamic batching for the request path: Ray-free micro-batcher and Ray Serve's batcher.
+"""Dynamic batching for the request path: a Ray-free micro-batcher.
 
-Both take ``async fn(list[item]) -> list[result]`` and give back ``async submit(item)``. Inside
-a Serve replica the deployment uses ``@serve.batch`` (``serve_batcher``); outside Ray (tests,
-a plain process) ``MicroBatcher`` does the same: whatever is queued when the model frees up
-goes in one call, up to ``max_batch_size``, after waiting at most ``wait_s`` for company.
+It takes ``async fn(list[item]) -> list[result]`` and gives back ``async submit(item)``:
+whatever is queued when the model frees up goes in one call, up to ``max_batch_size``, after
+waiting at most ``wait_s`` for company. Serve replicas use it too: measured with wrk (16
+connections, 2 cores), one replica with ``@serve.batch`` answered 1,060 req/s and with this
+batcher 1,305, two behind the front door 1,297 and 1,850 (Serve's batcher does per-call
+bookkeeping this path does not need).
 
 Example:
     >>> async def double(xs): return [2 * x for x in xs]
@@ -16,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["BatchFn", "MicroBatcher", "Unbatched", "serve_batcher"]
+__all__ = ["BatchFn", "MicroBatcher", "Unbatched"]
 
 BatchFn = Callable[[list[Any]], Awaitable[list[Any]]]
 
@@ -72,15 +74,3 @@ class MicroBatcher:
     def close(self) -> None:
         if self._task is not None and not self._task.get_loop().is_closed():
             self._task.cancel()
-
-
-def serve_batcher(fn: BatchFn, max_batch_size: int = 16, wait_s: float = 0.0) -> Any:
-    """``@serve.batch`` around ``fn``; only usable inside a Ray Serve replica."""
-    from ray import serve
-
-    class _ServeBatched:
-        @serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=wait_s)
-        async def submit(self, items: list[Any]) -> list[Any]:
-            return await fn(items)
-
-    return _ServeBatched()

@@ -46,7 +46,7 @@ class ServeSettings(BaseModel):
     replicas: int = Field(2, ge=1, le=64, description="Model replicas, at most one per node.")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per replica (onnxruntime threads).")
     deadline_s: float = Field(1.0, gt=0, description="Server-side deadline per request.")
-    batching: bool = Field(True, description="Dynamic batching on (@serve.batch).")
+    batching: bool = Field(True, description="Dynamic batching on (serving.batching).")
     max_batch_size: int = Field(16, ge=1, le=256, description="Largest model batch.")
     batch_wait_s: float = Field(0.0, ge=0, le=0.1, description="Wait for company per batch.")
     max_in_flight: int = Field(48, ge=1, description="Admitted requests per replica.")

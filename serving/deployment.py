@@ -35,7 +35,6 @@ import ray
 from ray import serve
 
 from serving import registry
-from serving.batching import serve_batcher
 from serving.config import ServeSettings, resolve_paths
 from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
 from serving.registry import Heartbeat
@@ -81,8 +80,7 @@ class RecommenderReplica:
                              key_files=s.key_files, node_root=s.node_root)
         self.service = RecommendService(
             source, replica=ctx.replica_id.unique_id, node=node,
-            config=s.service_config(threads=max(1, round(cpus))),
-            batcher_factory=serve_batcher)
+            config=s.service_config(threads=max(1, round(cpus))))
         self.refusals: list[str] = []
         self.server = self._start_server(rank)
         ep = self.server.endpoint

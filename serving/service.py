@@ -29,7 +29,6 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +66,7 @@ class RecommendService:
     """One replica's model versions and request handling; the runner is swapped by reference."""
 
     def __init__(self, source: ArtifactSource, *, replica: str, node: str,
-                 config: ServiceConfig | None = None, metrics: ServingMetrics | None = None,
-                 batcher_factory: Callable[..., Any] | None = None) -> None:
+                 config: ServiceConfig | None = None, metrics: ServingMetrics | None = None) -> None:
         self.source, self.replica, self.node = source, replica, node
         self.config = config or ServiceConfig()
         self.metrics = metrics or ServingMetrics()
@@ -88,8 +86,6 @@ class RecommendService:
         cfg = self.config
         if not cfg.batching:
             self._batcher: Any = Unbatched(self._run_batch)
-        elif batcher_factory is not None:
-            self._batcher = batcher_factory(self._run_batch, cfg.max_batch_size, cfg.batch_wait_s)
         else:
             self._batcher = MicroBatcher(self._run_batch, cfg.max_batch_size, cfg.batch_wait_s)
 
