@@ -5,7 +5,10 @@ proxy on the request path.
 HAProxy checks each replica's readiness (``GET /readyz`` every 500 ms, out after 2 misses, back
 after 2 passes), takes a dead replica's connections down at once, and retries a recommend once
 more on another replica when the connection fails, the answer is empty, the replica times out
-or answers 503 (POST bodies are buffered so they can be re-sent). gRPC goes through the same
+or answers 503 (POST bodies are buffered so they can be re-sent). Each replica gets at most
+``server_maxconn`` requests at once; the rest wait in HAProxy's queue for a free slot on any
+replica, and past ``queue_timeout_ms`` HAProxy answers 503 itself, at once: overload is shed at
+the door instead of piling up in the replicas' sockets. gRPC goes through the same
 HAProxy over h2, health-checked on the replica's HTTP port. The configuration is rendered from
 the endpoints replicas register (``render_config``, pure) and reloaded in place (master-worker,
 SIGUSR2: no connection dropped) when they change. The listening sockets belong to this
@@ -56,6 +59,8 @@ class FrontDoorConfig:
     connect_timeout_ms: int = 500
     server_timeout_ms: int = 2000
     threads: int = 1
+    server_maxconn: int | None = 32
+    queue_timeout_ms: int = 50
 
 
 def haproxy_binary() -> str:
@@ -90,7 +95,8 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
         return f"fd@{fds[name]}" if name in fds else f"{cfg.host}:{port}"
 
     check = (f"inter {cfg.check_interval_ms}ms fall {cfg.fall} rise {cfg.rise} "
-             "on-marked-down shutdown-sessions")
+             "on-marked-down shutdown-sessions"
+             + (f" maxconn {cfg.server_maxconn}" if cfg.server_maxconn else ""))
     lines = [
         "global",
         f"    nbthread {cfg.threads}",
@@ -101,6 +107,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
         f"    timeout connect {cfg.connect_timeout_ms}ms",
         "    timeout client 60s",
         f"    timeout server {cfg.server_timeout_ms}ms",
+        f"    timeout queue {cfg.queue_timeout_ms}ms",
         "    timeout http-keep-alive 30s",
         f"    retries {cfg.retries}",
         "    option redispatch 1",

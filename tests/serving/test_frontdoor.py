@@ -27,6 +27,7 @@ def test_config_lists_every_replica_with_readiness_checks_and_retries() -> None:
     assert "option httpchk GET /readyz" in text and "retries 1" in text
     assert "retry-on conn-failure empty-response response-timeout 503" in text
     assert "option http-buffer-request" in text  # a POST can only be re-sent when buffered
+    assert "maxconn 32" in text and "timeout queue 50ms" in text  # overload shed at the door
 
 
 def test_equal_endpoints_render_an_equal_file() -> None:
