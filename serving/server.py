@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from serving.app import AppConfig, create_app
+from serving.app import AppConfig, FastPath, create_app
 from serving.grpc_server import start_grpc_server
 from serving.service import RecommendService
 
@@ -129,7 +129,8 @@ class EntryServer:
         # log_config=None: uvicorn's default dictConfig closes every handler in the process,
         # Serve's own replica log handler included; a recovering Serve controller then finds
         # the replica broken (is_allocated raises) and replaces it.
-        config = uvicorn.Config(create_app(self.service, self.app_config), access_log=False,
+        config = uvicorn.Config(FastPath(create_app(self.service, self.app_config)),
+                                access_log=False, proxy_headers=False,
                                 log_config=None, log_level="warning", lifespan="off",
                                 http="httptools",
                                 timeout_keep_alive=30, backlog=2048)
