@@ -1,0 +1,30 @@
+"""The umbrella CLI loads a stage only when its command runs: help lists every stage without
+importing torch, and a stage command still reaches its real implementation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recdrill", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_help_lists_every_stage_without_loading_the_heavy_ones() -> None:
+    proc = _run("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("serve", "demo", "data", "export", "replication", "bench", "drill"):
+        assert f" {name} " in proc.stdout
+    probe = ("import sys, recdrill.cli; "
+             "print(sorted(m for m in ('torch', 'transformers', 'ray') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"  # nothing heavy on import
+
+
+def test_a_stage_command_runs_its_real_cli() -> None:
+    proc = _run("drill", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "frontdoor-grpc" in proc.stdout and "node-kill" in proc.stdout
