@@ -90,6 +90,10 @@ def demo(
 def main() -> None:
     """Console entry point."""
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command == "replication":  # the same exit codes and JSON errors as python -m replication
+        from replication.cli import main as replication_main
+
+        sys.exit(replication_main(sys.argv[sys.argv.index(command) + 1:]))
     _with_stages(command)(prog_name="recdrill")
 
 

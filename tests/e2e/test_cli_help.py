@@ -28,3 +28,16 @@ def test_a_stage_command_runs_its_real_cli() -> None:
     proc = _run("drill", "list")
     assert proc.returncode == 0, proc.stderr
     assert "frontdoor-grpc" in proc.stdout and "node-kill" in proc.stdout
+
+
+def test_replication_speaks_the_same_through_the_umbrella(tmp_path: object) -> None:
+    from pathlib import Path
+
+    audit = Path(str(tmp_path)) / "audit.jsonl"
+    audit.write_text('{"not": "an entry"}\n')
+    args = ["replication", "audit", "verify", "--audit", str(audit)]
+    alone = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                           timeout=120, check=False)
+    umbrella = _run(*args)
+    assert alone.returncode == umbrella.returncode == 6  # AUDIT_BROKEN, not a traceback
+    assert umbrella.stdout == alone.stdout and '"AuditChainBroken"' in umbrella.stdout
