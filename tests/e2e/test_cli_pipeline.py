@@ -71,7 +71,7 @@ def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: 
                            "--drill", "game-day", "--drill-time-scale", "0.4"],
                           cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode in (0, 3), proc.stderr  # 3: trained too briefly to beat baselines
+    assert proc.returncode == 0, proc.stderr  # whatever the model's rank: never a coin flip
     summary = json.loads(proc.stdout)
     assert summary["tamper_check"]["refused_file"] == "model.onnx"
     assert summary["verify"]["ok"] is True
