@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
 
 
@@ -38,8 +37,7 @@ def _chunks(path: Path, size: int = 4 * MB):  # type: ignore[no-untyped-def]
 
 
 def _make_artifact(root: Path, version: str, keys: Any, size_mb: int) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "replication"))
-    from artifact_factory import make_artifact
+    from replication.testing import make_artifact
 
     return make_artifact(root, version, keys, model_bytes=size_mb * MB)
 
@@ -156,11 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cluster", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "tests" / "replication"))
-    from artifact_factory import make_keys
-
     from replication.keys import KeySpec, generate_key_file
+    from replication.testing import make_keys
 
     work = Path(tempfile.mkdtemp(prefix="rdbench-"))
     try:

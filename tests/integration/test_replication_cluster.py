@@ -23,13 +23,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "replication"))
 
-from artifact_factory import SigningKeys, make_artifact, make_keys
-
 from replication.checkout import node_name
 from replication.cluster import ClusterConfig, ReplicationCluster
 from replication.errors import ConfigError, IntegrityError, QuorumNotReached
 from replication.keys import KeySpec, generate_key_file
 from replication.localcluster import local_ray_cluster
+from replication.testing import SigningKeys, make_artifact, make_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,9 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from artifact_factory import SigningKeys, make_artifact, make_keys
-
 from replication.keys import KeySpec, generate_key_file
+from replication.testing import SigningKeys, make_artifact, make_keys
 
 
 @pytest.fixture(autouse=True)

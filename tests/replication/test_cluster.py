@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from artifact_factory import make_keys
 from helpers import flip_byte
 
 from replication.audit import FixedClock
@@ -17,6 +16,7 @@ from replication.errors import AuditChainBroken, IntegrityError, QuorumNotReache
 from replication.fleet import LocalFleet
 from replication.keys import KeySpec, generate_key_file
 from replication.sync import upload_artifact
+from replication.testing import make_keys
 
 
 @pytest.fixture

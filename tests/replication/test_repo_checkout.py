@@ -72,7 +72,7 @@ def test_truncated_blob_is_rejected(tmp_path: Path, artifact, signing_keys, keyr
 
 
 def test_wrong_signing_key_is_rejected(tmp_path: Path, artifact, signing_keys) -> None:  # type: ignore[no-untyped-def]
-    from artifact_factory import make_keys
+    from replication.testing import make_keys
 
     committed_store(tmp_path / "s", Keyring(), artifact("v1"), signing_keys.public)
     other = make_keys(tmp_path / "other")

@@ -1,4 +1,10 @@
-"""Build small signed artifact directories shaped like the export contract (random bytes)."""
+"""Test and benchmark helpers shipped with the package: small signed artifact directories
+shaped like the export contract (random bytes) and signing keys.
+
+Example:
+    >>> keys = make_keys(Path("/tmp/k"))  # doctest: +SKIP
+    >>> make_artifact(Path("/tmp/arts"), "v1", keys)  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from pathlib import Path
 
 from export.manifest import build_manifest, write_manifest
 from export.signing import SIGNING_METHOD, generate_signing_key, sign_artifact
+
+__all__ = ["IO", "SigningKeys", "make_artifact", "make_keys"]
 
 IO = {
     "inputs": [{"name": "item_seq", "dtype": "int64", "shape": ["batch", "seq"]}],
@@ -19,6 +27,8 @@ IO = {
 
 @dataclass(frozen=True)
 class SigningKeys:
+    """A signing key pair on disk and its key id."""
+
     private: Path
     public: Path
     key_id: str
