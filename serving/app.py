@@ -34,7 +34,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from serving.admission import parse_timeout_s
-from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded, ServingError
+from serving.errors import (
+    InvalidRequest,
+    ModelLoadError,
+    ServingError,
+)
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
     ErrorBody,
@@ -49,6 +53,7 @@ from serving.schemas import (
     parse_request,
 )
 from serving.service import RecommendService
+from serving.status import status_of
 
 __all__ = ["AppConfig", "FastPath", "create_app"]
 
@@ -71,6 +76,13 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"error": message}, headers)
+
+
+def _error_of(exc: BaseException) -> Response:
+    """The HTTP answer to ``exc`` (``serving.status.status_of``, shared with gRPC)."""
+    st = status_of(exc)
+    message = str(exc) if st.expected else f"internal error, retry elsewhere: {exc!r}"
+    return _error(st.http, message, st.headers())
 
 
 def _authorised(request: Request, token: str | None) -> bool:
@@ -133,15 +145,8 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
             req = parse_request(obj)
             answer = await service.recommend(req, parse_timeout_s(
                 request.headers.get(TIMEOUT_HEADER)))
-        except InvalidRequest as exc:
-            return _error(422, str(exc)), version, False
-        except Overloaded as exc:
-            return _error(503, str(exc), {"Retry-After": f"{exc.retry_after_s:g}"}), version, False
-        except NotReady as exc:
-            return _error(503, str(exc), {"Retry-After": "1"}), version, False
-        except Exception as exc:  # noqa: BLE001 -- never a 500: say so, let the client retry
-            return _error(503, f"internal error, retry elsewhere: {exc!r}",
-                          {"Retry-After": "1"}), version, False
+        except Exception as exc:  # noqa: BLE001 -- serving.status's table answers every error
+            return _error_of(exc), version, False
         return _json(200, answer), answer["model_version"], answer["degraded"]
 
     @app.post("/v1/feedback", status_code=202, response_model=FeedbackResponse,

@@ -36,12 +36,13 @@ from ray import serve
 
 from serving import registry
 from serving.config import ServeSettings, resolve_paths
-from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
+from serving.errors import ModelLoadError
 from serving.registry import Heartbeat
 from serving.schemas import parse_request
 from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService
 from serving.source import make_source
+from serving.status import status_of
 
 __all__ = [
     "RecommenderReplica",
@@ -160,10 +161,10 @@ class RecommenderReplica:
             return JSONResponse(await asyncio.wrap_future(future))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return JSONResponse({"error": f"body: malformed JSON ({exc})"}, 400)
-        except InvalidRequest as exc:
-            return JSONResponse({"error": str(exc)}, 422)
-        except (Overloaded, NotReady) as exc:
-            return JSONResponse({"error": str(exc)}, 503, {"Retry-After": "1"})
+        except Exception as exc:  # noqa: BLE001 - the one error table (serving.status)
+            st = status_of(exc)
+            message = str(exc) if st.expected else f"internal error, retry elsewhere: {exc!r}"
+            return JSONResponse({"error": message}, st.http, st.headers())
 
     def __del__(self) -> None:
         """Serve's graceful stop: drain first (readiness 503 for ``DRAIN_S``, long enough for

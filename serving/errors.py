@@ -61,3 +61,4 @@ class ClientError(ServingError):
         super().__init__(message)
         self.attempts = attempts or []
         self.status = status
+

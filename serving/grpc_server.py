@@ -30,10 +30,11 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from serving.errors import InvalidRequest, NotReady, Overloaded
+from serving.errors import InvalidRequest
 from serving.proto import recdrill_pb2 as pb
 from serving.schemas import parse_feedback, parse_request
 from serving.service import RecommendService
+from serving.status import status_of
 
 __all__ = [
     "HEALTH_POLL_S",
@@ -65,15 +66,10 @@ def grpc_code_of(exc: BaseException) -> grpc.StatusCode:
         >>> grpc_code_of(Overloaded("full")).name
         'RESOURCE_EXHAUSTED'
     """
-    if isinstance(exc, InvalidRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, Overloaded):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, NotReady):
-        return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, asyncio.CancelledError):  # the client cancelled or its deadline passed
         return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.INTERNAL
+    code: grpc.StatusCode = getattr(grpc.StatusCode, status_of(exc).grpc)
+    return code
 
 
 def health_status(ready: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
@@ -151,8 +147,9 @@ class _Handlers:
             if code is grpc.StatusCode.INTERNAL:
                 log.exception("Recommend failed unexpectedly")
                 message = f"internal error, retry elsewhere: {exc!r}"
-            if isinstance(exc, Overloaded):
-                context.set_trailing_metadata((("retry-after", f"{exc.retry_after_s:g}"),))
+            retry_after = status_of(exc).retry_after_s
+            if retry_after is not None:
+                context.set_trailing_metadata((("retry-after", f"{retry_after:g}"),))
             self._observe(code, t0)
             await context.abort(code, message)
             raise AssertionError("unreachable") from None  # pragma: no cover
