@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.loadgen.compare import ContenderRecord
 from bench.loadgen.overload import added_ms
+from bench.loadgen.report import machine_section
 from bench.loadgen.saturation import Step
 
 __all__ = ["door_figures", "markdown"]
@@ -138,10 +139,5 @@ def markdown(records: Sequence[ContenderRecord], ratio_table: dict[str, dict[str
             lines.append(f"| {r.name} | {s.kind} | {_f(s.offered_rps, 0)} | {_f(s.goodput_rps, 0)} "
                          f"| {_pct(s.success_ratio)} | {_f(s.p50_ms, 2)} | {_f(s.p99_ms, 2)} | "
                          f"{_f(s.lag_p99_ms, 2)} | {'yes' if s.valid else '**no**'} |")
-    v = machine.get("versions", {})
-    lines += ["", "## Machine", "",
-              (f"{machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} "
-               f"GiB, {machine.get('os')}, Python {machine.get('python')}, load average at start "
-               f"{machine.get('load_avg')}."), "",
-              ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
+    lines += machine_section(machine)
     return "\n".join(lines)

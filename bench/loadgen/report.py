@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.loadgen.compare import ContenderRecord, Goal
 
-__all__ = ["PACKAGES", "machine_info", "markdown_report", "plot_curves", "plot_timeline",
+__all__ = ["PACKAGES", "machine_info", "machine_section", "markdown_report", "plot_curves", "plot_timeline",
            "write_json"]
 
 PACKAGES = ("onnxruntime", "torch", "ray", "fastapi", "uvicorn", "flask", "aiohttp", "grpcio",
@@ -100,13 +100,18 @@ def markdown_report(records: Sequence[ContenderRecord], ratio_table: dict[str, d
                                for b in (1, 8, 32))
             lines.append(f"| {row.get('backend')} | {cells} | {row.get('ndcg@10')} | "
                          f"{row.get('hr@10')} |")
-    v = machine.get("versions", {})
-    lines += ["", "## Machine", "",
-              (f"{machine.get('cpu')}, {machine.get('cores')} cores, "
-               f"{machine.get('memory_gib')} GiB, {machine.get('os')}, Python "
-               f"{machine.get('python')}, load average at start {machine.get('load_avg')}."), "",
-              ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
+    lines += machine_section(machine)
     return "\n".join(lines)
+
+
+def machine_section(machine: dict[str, Any]) -> list[str]:
+    """The "## Machine" lines of a Markdown report (from :func:`machine_info`)."""
+    v = machine.get("versions", {})
+    return ["", "## Machine", "",
+            (f"{machine.get('cpu')}, {machine.get('cores')} cores, "
+             f"{machine.get('memory_gib')} GiB, {machine.get('os')}, Python "
+             f"{machine.get('python')}, load average at start {machine.get('load_avg')}."), "",
+            ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
 
 
 def _pyplot() -> Any:
