@@ -81,8 +81,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def _error_of(exc: BaseException) -> Response:
     """The HTTP answer to ``exc`` (``serving.status.status_of``, shared with gRPC)."""
     st = status_of(exc)
-    message = str(exc) if st.expected else f"internal error, retry elsewhere: {exc!r}"
-    return _error(st.http, message, st.headers())
+    return _error(st.http, st.message(exc), st.headers())
 
 
 def _authorised(request: Request, token: str | None) -> bool:

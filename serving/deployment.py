@@ -163,8 +163,7 @@ class RecommenderReplica:
             return JSONResponse({"error": f"body: malformed JSON ({exc})"}, 400)
         except Exception as exc:  # noqa: BLE001 - the one error table (serving.status)
             st = status_of(exc)
-            message = str(exc) if st.expected else f"internal error, retry elsewhere: {exc!r}"
-            return JSONResponse({"error": message}, st.http, st.headers())
+            return JSONResponse({"error": st.message(exc)}, st.http, st.headers())
 
     def __del__(self) -> None:
         """Serve's graceful stop: drain first (readiness 503 for ``DRAIN_S``, long enough for

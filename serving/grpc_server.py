@@ -143,15 +143,13 @@ class _Handlers:
             self._observe(grpc.StatusCode.CANCELLED, t0)
             raise
         except Exception as exc:  # every error gets its own status, never UNKNOWN
-            code, message = grpc_code_of(exc), str(exc)
-            if code is grpc.StatusCode.INTERNAL:
+            st, code = status_of(exc), grpc_code_of(exc)
+            if not st.expected:
                 log.exception("Recommend failed unexpectedly")
-                message = f"internal error, retry elsewhere: {exc!r}"
-            retry_after = status_of(exc).retry_after_s
-            if retry_after is not None:
-                context.set_trailing_metadata((("retry-after", f"{retry_after:g}"),))
+            if st.retry_after_s is not None:
+                context.set_trailing_metadata((("retry-after", f"{st.retry_after_s:g}"),))
             self._observe(code, t0)
-            await context.abort(code, message)
+            await context.abort(code, st.message(exc))
             raise AssertionError("unreachable") from None  # pragma: no cover
         self._observe(grpc.StatusCode.OK, t0, answer["model_version"], answer["degraded"])
         return body

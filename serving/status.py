@@ -32,6 +32,11 @@ class Status:
     retry_after_s: float | None = None
     expected: bool = True  # False: an unexpected exception, logged and reported as internal
 
+    def message(self, exc: BaseException) -> str:
+        """What the caller is told: the error's own words, or, for an unexpected exception,
+        that it was internal and worth retrying elsewhere."""
+        return str(exc) if self.expected else f"internal error, retry elsewhere: {exc!r}"
+
     def headers(self) -> dict[str, str] | None:
         return None if self.retry_after_s is None else {"Retry-After": f"{self.retry_after_s:g}"}
 

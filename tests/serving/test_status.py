@@ -32,3 +32,4 @@ def test_each_error_has_one_answer_on_every_protocol(exc: Exception, http: int, 
     assert response.headers.get("retry-after") == (None if retry is None else f"{retry:g}")
     message = json.loads(response.body)["error"]
     assert message == (str(exc) if st.expected else f"internal error, retry elsewhere: {exc!r}")
+    assert st.message(exc) == message
