@@ -52,7 +52,8 @@ def runtime_env() -> dict[str, Any]:
 
 def run(settings: Any, ray_address: str | None, stop: threading.Event,
         frontdoor: Any = None, workdir: str | None = None) -> dict[str, Any]:
-    """Start Ray (embedded unless ``ray_address``), deploy, start the front door
+    """Start Ray (embedded unless ``ray_address``), deploy (``serve`` verified the artifact
+    first), start the front door
     (``frontdoor``: a FrontDoorConfig, or None for none), print the addresses as one JSON line,
     wait for ``stop``; then delete only recdrill's application (other apps on a shared
     cluster stay)."""
@@ -72,7 +73,7 @@ def run(settings: Any, ray_address: str | None, stop: threading.Event,
                  logging_level=logging.WARNING)
     door = None
     try:
-        endpoints = deploy(settings)
+        endpoints = deploy(settings, verified=True)  # serve() verified it before Ray started
         info: dict[str, Any] = {}
         if frontdoor is not None:
             work = Path(workdir or tempfile.mkdtemp(prefix="recdrill-frontdoor-"))

@@ -262,12 +262,15 @@ def app_builder(args: dict[str, Any]) -> Any:
     return build_app(settings, pin_code_version=False)
 
 
-def deploy(settings: ServeSettings, *, timeout_s: float = 120.0) -> list[Endpoint]:
+def deploy(settings: ServeSettings, *, timeout_s: float = 120.0,
+           verified: bool = False) -> list[Endpoint]:
     """Check the paths, start Serve (proxy only if ``proxy_port``), run the app, wait for every
     endpoint. Raises ValueError for a bad path and ModelLoadError for an artifact that fails
-    verification, before anything starts."""
+    verification, before anything starts (``verified``: the caller already checked it, so the
+    artifact is not hashed twice)."""
     settings = resolve_paths(settings)
-    check_artifact(settings)
+    if not verified:
+        check_artifact(settings)
     http_options: dict[str, Any] = (
         {"host": "127.0.0.1", "port": settings.proxy_port, "location": "HeadOnly"}
         if settings.proxy_port else {"location": "NoServer"})
