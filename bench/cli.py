@@ -1,16 +1,20 @@
 """``recdrill bench`` / ``python -m bench``: one open-loop run (``load``) or the full suite.
 
 Machine output (JSON) goes to stdout, progress to stderr. Every flag has an environment
-fallback (``RECDRILL_BENCH_*``). Exit codes: 0 ok, 2 bad configuration, 3 the run is invalid
-(generator lag past its bound), 4 the run failed.
+fallback: ``RECDRILL_BENCH_*``, except the ones every recdrill CLI shares (``--artifact``,
+``--checkpoint``, ``--public-key``: ``durable.options``). Exit codes: 0 ok, 2 bad
+configuration, 3 the run is invalid (generator lag past its bound), 4 the run failed.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from durable.options import ARTIFACT, CHECKPOINT, PUBLIC_KEY
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_INVALID_RUN", "EXIT_OK", "app", "main"]
 
@@ -23,17 +27,15 @@ _E = "RECDRILL_BENCH_"
 
 @app.command()
 def load(
-    address: list[str] = typer.Option(..., "--address", "-a", envvar=_E + "ADDRESS",
-                                      help="Server: base URL (http) or host:port (grpc); repeat "
-                                           "for several endpoints (round-robin)."),
-    artifact: Path = typer.Option(..., envvar=_E + "ARTIFACT",
-                                  help="Artifact whose held-out users are replayed."),
-    checkpoint: Path = typer.Option(None, envvar=_E + "CHECKPOINT",
-                                    help="Training checkpoint (held-out items, for HR/NDCG@10)."),
+    target: Annotated[list[str], typer.Option(
+        "--target", "-t", envvar=_E + "TARGET",
+        help="Server: base URL (http) or host:port (grpc); repeat for several (round-robin).")],
+    artifact: Annotated[Path, ARTIFACT],
+    checkpoint: Annotated[Path | None, CHECKPOINT] = None,
     transport: str = typer.Option("http", envvar=_E + "TRANSPORT",
                                   help="http | grpc | client-http | client-grpc (serving.client)."),
     rate_rps: float = typer.Option(100.0, "--rate", envvar=_E + "RATE", help="Offered req/s."),
-    duration_s: float = typer.Option(10.0, "--duration", envvar=_E + "DURATION",
+    duration_s: float = typer.Option(10.0, "--duration-s", envvar=_E + "DURATION_S",
                                      help="Seconds of schedule."),
     schedule: str = typer.Option("constant", envvar=_E + "SCHEDULE", help="constant | poisson."),
     seed: int = typer.Option(0, envvar=_E + "SEED", help="Seed of schedule and user order."),
@@ -41,9 +43,9 @@ def load(
                              help="Ask by user_id (user) or by item history (history)."),
     max_in_flight: int = typer.Option(1000, envvar=_E + "MAX_IN_FLIGHT",
                                       help="Past this many outstanding, requests are dropped."),
-    timeout_s: float = typer.Option(2.0, "--timeout", envvar=_E + "TIMEOUT",
+    timeout_s: float = typer.Option(2.0, "--timeout-s", envvar=_E + "TIMEOUT_S",
                                     help="Per-request client timeout (s)."),
-    warmup_s: float = typer.Option(1.0, "--warmup", envvar=_E + "WARMUP",
+    warmup_s: float = typer.Option(1.0, "--warmup-s", envvar=_E + "WARMUP_S",
                                    help="Unrecorded warm-up seconds."),
     processes: int = typer.Option(1, envvar=_E + "PROCESSES", help="Generator processes."),
     pin_cpu: list[int] = typer.Option([], envvar=_E + "PIN_CPU",
@@ -72,7 +74,7 @@ def load(
     from bench.loadgen.report import plot_timeline, write_json
 
     try:
-        spec = TransportSpec(transport, tuple(address), timeout_s, max_in_flight, retries=retries)
+        spec = TransportSpec(transport, tuple(target), timeout_s, max_in_flight, retries=retries)
         config = LoadConfig(spec, rate_rps, duration_s, schedule, seed, max_in_flight, warmup_s,
                             processes, tuple(pin_cpu), max_lag_p99_ms, tuple(parse_phases(phases)))
         workload = load_workload(artifact, checkpoint, mode=mode)  # type: ignore[arg-type]
@@ -99,13 +101,11 @@ def load(
 
 @app.command()
 def suite(
-    artifact: Path = typer.Option(..., envvar=_E + "ARTIFACT", help="Artifact every contender serves."),
+    artifact: Annotated[Path, ARTIFACT],
     out: Path = typer.Option(Path("runs/bench"), envvar=_E + "OUT",
                              help="Directory for suite.json, suite.md, curves.png, logs/."),
-    checkpoint: Path = typer.Option(None, envvar=_E + "CHECKPOINT",
-                                    help="Training checkpoint: flask-torch, quality, export bench."),
-    public_key: Path = typer.Option(None, envvar=_E + "PUBLIC_KEY",
-                                    help="Signing public key: needed by the recdrill contenders."),
+    checkpoint: Annotated[Path | None, CHECKPOINT] = None,
+    public_key: Annotated[Path | None, PUBLIC_KEY] = None,
     contender: list[str] = typer.Option([], envvar=_E + "CONTENDER",
                                         help="Contenders to run (repeat; default all)."),
     endpoint: list[str] = typer.Option([], envvar=_E + "ENDPOINT",

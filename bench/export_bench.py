@@ -14,9 +14,12 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from export.manifest import Manifest
 
 BATCHES = (1, 8, 32)
 
@@ -47,13 +50,14 @@ def _scorer(backend: str, artifact: Path, checkpoint: Path, threads: int) -> Any
     return ort_scorer(artifact / name, threads=threads)
 
 
-def measure(backend: str, artifact: Path, checkpoint: Path, threads: int,
+def measure(backend: str, artifact: Path, manifest: Manifest, checkpoint: Path, threads: int,
             repeats: int) -> dict[str, Any]:
-    """Latency per batch size and test NDCG@10 for one backend (run in a child process)."""
+    """Latency per batch size and test NDCG@10 for one backend (run in a child process);
+    ``manifest`` is the artifact's, read once by the parent."""
     from training.metrics import evaluate
     from training.sequences import left_pad
 
-    max_len = json.loads((artifact / "manifest.json").read_text())["io"]["max_seq_len"]
+    max_len = manifest.io["max_seq_len"]
     score = _scorer(backend, artifact, checkpoint, threads)
     histories, targets = _histories(checkpoint)
     padded = left_pad(histories, max_len)
@@ -75,19 +79,24 @@ def measure(backend: str, artifact: Path, checkpoint: Path, threads: int,
     return out
 
 
-def _child(args: tuple[str, Path, Path, int, int], queue: Any) -> None:
+def _child(args: tuple[str, Path, Manifest, Path, int, int], queue: Any) -> None:
     queue.put(measure(*args))
 
 
 def run(artifact: Path, checkpoint: Path, threads: int = 1, repeats: int = 200,
         timeout_s: float = 300.0) -> list[dict[str, Any]]:
     """Measure every available backend, each in a fresh process."""
-    backends = ["torch", "onnx-fp32"] + (["onnx-int8"] if (artifact / "model.int8.onnx").exists() else [])
+    from export.manifest import read_manifest
+
+    manifest = read_manifest(artifact)
+    listed = {entry.path for entry in manifest.files}
+    backends = ["torch", "onnx-fp32"] + (["onnx-int8"] if "model.int8.onnx" in listed else [])
     ctx = mp.get_context("spawn")
     rows = []
     for backend in backends:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=((backend, artifact, checkpoint, threads, repeats), queue))
+        args = (backend, artifact, manifest, checkpoint, threads, repeats)
+        proc = ctx.Process(target=_child, args=(args, queue))
         proc.start()
         try:
             rows.append(queue.get(timeout=timeout_s))

@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
 from drills.errors import DrillError, ScenarioError
+from durable.options import (
+    ARTIFACT,
+    CHECKPOINT,
+    PUBLIC_KEY,
+    RAY_ADDRESS,
+    SIGNING_KEY,
+    STORE_KEY,
+)
 
 __all__ = ["EXIT_ABORTED", "EXIT_BROKEN", "EXIT_ERROR", "EXIT_HELD", "EXIT_INVALID", "app",
            "exit_code"]
@@ -74,28 +83,23 @@ def run(
     out: Path | None = typer.Option(None, envvar="RECDRILL_DRILL_OUT",
                              help="Report directory (default runs/drills/<name>)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; touch nothing."),
-    artifact: Path | None = typer.Option(None, envvar="RECDRILL_ARTIFACT",
-                                  help="Signed artifact to serve (default: newest under "
-                                       "runs/demo/artifacts)."),
-    checkpoint: Path | None = typer.Option(None, envvar="RECDRILL_CHECKPOINT",
-                                    help="Training checkpoint: held-out items for NDCG@10 "
-                                         "(default runs/demo/checkpoint if present)."),
-    public_key: Path | None = typer.Option(None, envvar="RECDRILL_PUBLIC_KEY",
-                                    help="Artifact signing public key."),
-    signing_key: Path | None = typer.Option(None, envvar="RECDRILL_SIGNING_KEY",
-                                     help="Private signing key (drills that publish new "
-                                          "versions need it)."),
-    store_key: Path | None = typer.Option(None, envvar="RECDRILL_STORE_KEY_FILE",
-                                   help="Store encryption key file (default: a fresh one)."),
-    ray_address: str | None = typer.Option(None, envvar="RAY_ADDRESS",
-                                    help="Run on this cluster instead of an embedded one."),
+    artifact: Annotated[Path | None, ARTIFACT] = None,
+    checkpoint: Annotated[Path | None, CHECKPOINT] = None,
+    public_key: Annotated[Path | None, PUBLIC_KEY] = None,
+    signing_key: Annotated[Path | None, SIGNING_KEY] = None,
+    store_key: Annotated[list[Path] | None, STORE_KEY] = None,
+    ray_address: Annotated[str | None, RAY_ADDRESS] = None,
     progress: bool = typer.Option(True, help="Show live progress on stderr."),
     keep_work: bool = typer.Option(False, help="Keep the drill's stores under OUT/work."),
     time_scale: float = typer.Option(1.0, min=0.05, max=10.0, envvar="RECDRILL_DRILL_TIME_SCALE",
                                      help="Multiply the load's and every fault's times (e.g. "
                                           "0.5 for a shortened run); SLO limits are unchanged."),
 ) -> None:
-    """Run one drill; exit 0 only when every SLO held."""
+    """Run one drill; exit 0 only when every SLO held.
+
+    Defaults: the newest artifact under runs/demo/artifacts, runs/demo/checkpoint when present,
+    the user's signing keys (~/.config/recdrill/keys), a fresh store key (only the first
+    --store-key is used: the drill's stores are new), an embedded Ray cluster."""
     from drills.catalog import resolve
     from drills.loader import load_scenario
     from drills.plan import plan_text
@@ -132,7 +136,7 @@ def run(
     inputs = DrillInputs(artifact.resolve(), public_key.resolve(),
                          checkpoint.resolve() if checkpoint else None,
                          signing_key.resolve() if signing_key else None,
-                         store_key.resolve() if store_key else None)
+                         store_key[0].resolve() if store_key else None)
     out = (out or Path("runs/drills") / spec.title).resolve()
     try:
         journal = run_drill(spec, RunOptions(out, inputs, ray_address, progress, keep_work))

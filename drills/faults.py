@@ -33,6 +33,7 @@ import psutil
 from drills.errors import FaultError
 from drills.scenario import FAULT_KINDS, FaultSpec, TargetSpec
 from drills.system import System
+from serving.testing import poll_until
 
 __all__ = ["FAULTS", "Damage", "FaultContext", "FaultRecord", "pick", "wait_until"]
 
@@ -86,16 +87,8 @@ class FaultContext:
         return round(time.monotonic() - self.start_mono, 3)
 
 
-def wait_until(check: Callable[[], T], timeout_s: float, interval_s: float = 0.1) -> T | None:
-    """Poll ``check`` until it returns something truthy (returned) or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval_s)
+#: Poll until truthy; None on timeout (a drill records the None as its proof).
+wait_until = poll_until
 
 
 def pick(candidates: Sequence[T], target: TargetSpec, rng: random.Random) -> list[T]:

@@ -21,7 +21,6 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from drills.errors import EnvironmentError_
 from drills.scenario import ClusterShape
 from replication.checkout import node_name
 from serving.server import GRPC_PORT_OFFSET, Endpoint, free_port_base
+from serving.testing import free_port, node_processes, port_open, wait_until
 
 __all__ = ["DrillInputs", "Replica", "System", "open_system", "redis_server", "remove_tree"]
 
@@ -85,12 +85,6 @@ class Replica:
     def store_name(self) -> str:
         """Directory name of this replica's node store."""
         return node_name(self.node_id)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, body: dict[str, Any] | None = None, token: str | None = None,
@@ -184,14 +178,7 @@ class System:
     def node_processes(node_id: str) -> list[psutil.Process]:
         """The raylet of ``node_id`` on this host and every process it started (workers,
         agents), found by pid from outside; empty when the node is not on this host."""
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            try:
-                if proc.info["name"] == "raylet" and f"--node_id={node_id}" in (
-                        proc.info["cmdline"] or []):
-                    return [proc, *proc.children(recursive=True)]
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return []
+        return node_processes(node_id)
 
     # -- deployment -------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> dict[str, Any]:
@@ -226,7 +213,7 @@ class System:
         from serving.deployment import list_endpoints
         from serving.frontdoor import FrontDoor, FrontDoorConfig
 
-        http, grpc = _free_port(), _free_port()
+        http, grpc = free_port(), free_port()
         # The replicas answer from the fallback tier after their 1 s deadline: a replica that
         # has not answered in 1.2 s is gone or stopped, and the request is retried elsewhere.
         door = FrontDoor(FrontDoorConfig(http_port=http, grpc_port=grpc, server_timeout_ms=1200),
@@ -360,21 +347,21 @@ def redis_server(root: Path) -> Iterator[str]:
     if exe is None:
         raise EnvironmentError_("GCS fault tolerance needs redis-server: apt-get install "
                                 "redis-server (the test suite's .ci/run installs it)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(root)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise EnvironmentError_(f"redis-server did not start on port {port}")
-                time.sleep(0.1)
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise EnvironmentError_(f"redis-server exited ({proc.returncode}) on port {port}")
+            return port_open(port)
+
+        try:
+            wait_until(up, 10.0, what=f"redis-server on port {port}")
+        except TimeoutError as exc:
+            raise EnvironmentError_(str(exc)) from None
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from durable.options import PUBLIC_KEY
 from export.errors import ArtifactVerificationError, ExportError
-from export.keys import PUBLIC_ENV, ensure_signing_key, public_key_path
+from export.keys import ensure_signing_key, public_key_path
 from export.verify import verify_artifact
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
@@ -23,7 +25,8 @@ app = typer.Typer(add_completion=False, help="Export and verify recdrill artifac
 def build(
     checkpoint: Path = typer.Argument(..., help="Checkpoint directory from `python -m training train`."),
     out: Path = typer.Option(..., help="Artifact directory to create (must not exist)."),
-    version: str = typer.Option(None, help="Version name; default: UTC time + graph digest."),
+    version: str = typer.Option(None, envvar="RECDRILL_VERSION",
+                                help="Name of the new version; default: UTC time + graph digest."),
     parent: str = typer.Option(None, help="Parent version, recorded in the manifest."),
     quantize: bool = typer.Option(True, help="Try per-channel int8 (kept only if it holds quality)."),
 ) -> None:
@@ -46,7 +49,7 @@ def build(
 @app.command()
 def verify(
     artifact: Path = typer.Argument(..., help="Artifact directory."),
-    public_key: Path = typer.Option(None, envvar=PUBLIC_ENV, help="PEM public key."),
+    public_key: Annotated[Path | None, PUBLIC_KEY] = None,
 ) -> None:
     """Check every file's digest and the signature; exit 1 naming the file on any mismatch."""
     try:

@@ -1,7 +1,9 @@
 """The artifact manifest: what one model version contains, as canonical JSON.
 
 manifest.json lists every file of the artifact directory (except itself and model.sig) with
-its sha256 and size, so that a reader can check each file before loading anything.
+its sha256 and size, so that a reader can check each file before loading anything. The
+format is a closed pydantic schema (``Manifest``): an unknown or missing field, a wrong type
+or a broken invariant is a ManifestError naming the field, e.g. ``files[0].sha256: ...``.
 
 Example:
     >>> m = build_manifest(  # doctest: +SKIP
@@ -17,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -25,7 +28,22 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar, get_args
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    PlainValidator,
+    Strict,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 from durable import atomic_write_bytes
 from export.errors import ArtifactVerificationError, ManifestError
@@ -36,8 +54,14 @@ __all__ = [
     "MANIFEST_FILE",
     "SIGNATURE_FILE",
     "SIGNING_METHODS",
+    "ArtifactFormat",
     "FileEntry",
+    "IOSpec",
+    "Kind",
     "Manifest",
+    "Signing",
+    "SigningMethod",
+    "TensorSpec",
     "build_manifest",
     "check_directory",
     "hash_file",
@@ -45,75 +69,211 @@ __all__ = [
     "write_manifest",
 ]
 
-ARTIFACT_FORMAT = "recdrill-artifact/1"
+ArtifactFormat = Literal["recdrill-artifact/1"]
+ARTIFACT_FORMAT: ArtifactFormat = "recdrill-artifact/1"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "model.sig"
-KINDS = frozenset({"sequential-recommender", "search-encoder"})
-SIGNING_METHODS = frozenset({"model-signing/ec-p256", "ed25519"})
+Kind = Literal["sequential-recommender", "search-encoder"]
+SigningMethod = Literal["model-signing/ec-p256", "ed25519"]
+KINDS = frozenset(get_args(Kind))
+SIGNING_METHODS = frozenset(get_args(SigningMethod))
 
 _CHUNK_BYTES = 1 << 20
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
-_FIELDS = ("format", "version", "parent", "created_at", "kind", "io", "metrics", "files", "signing")
 _UNLISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
+_MAX_ERRORS_SHOWN = 3
+_MAX_INPUT_SHOWN = 80
+# What to do about a bad field, where the field alone does not say it.
+_HINTS = {
+    "format": "this reader understands only that format: re-export with this version of recdrill",
+    "files": "rebuild the manifest with build_manifest",
+}
+_UNKNOWN = frozenset({"extra_forbidden", "unexpected_keyword_argument"})
+_MISSING = frozenset({"missing", "missing_argument", "missing_keyword_only_argument"})
+_T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True)
+# -- field checks: each raises ValueError("expected ..., found ..."), pydantic adds the field --
+
+def _utc_timestamp(value: str) -> str:
+    try:
+        offset = datetime.fromisoformat(value).utcoffset()
+    except ValueError:
+        offset = None
+    if offset is None or offset.total_seconds() != 0:
+        raise ValueError(
+            f"expected an ISO-8601 UTC timestamp such as '2026-11-29T07:15:00Z', found {value!r}"
+        )
+    return value
+
+
+def _finite_number(value: object) -> float:
+    # Plain, not float(): a JSON integer stays an integer, so re-serialising keeps its bytes.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, found {value!r}")
+    return value
+
+
+def _plain_json(value: IOSpec) -> IOSpec:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"expected plain JSON values, found {exc}") from None
+    return value
+
+
+def _relative_path(value: str) -> str:
+    pure = PurePosixPath(value)
+    if (
+        not value
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or pure.as_posix() != value
+        or value in _UNLISTED
+    ):
+        raise ValueError(
+            f"expected a normalised relative POSIX path other than manifest.json and "
+            f"model.sig, found {value!r}"
+        )
+    return value
+
+
+def _sha256_hex(value: str) -> str:
+    if not _SHA256_RE.fullmatch(value):
+        raise ValueError(f"expected 64 lowercase hex characters, found {value!r}")
+    return value
+
+
+def _sorted_unique(files: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
+    paths = [entry.path for entry in files]
+    if paths != sorted(set(paths)):
+        raise ValueError("expected unique paths sorted in ascending order")
+    return files
+
+
+def _key_id(value: str) -> str:
+    if not _KEY_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"expected 16 lowercase hex characters (see export.signing.key_id_of), "
+            f"found {value!r}"
+        )
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("expected a non-empty string, found ''")
+    return value
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, found {value!r}")
+    return value
+
+
+_NonEmptyStr = Annotated[StrictStr, AfterValidator(_non_empty)]
+_Count = Annotated[StrictInt, AfterValidator(_non_negative)]
+
+
+# -- the schema ---------------------------------------------------------------------------------
+
+@with_config(ConfigDict(extra="allow"))
+class TensorSpec(TypedDict):
+    """One graph input or output: ``name``, ``dtype``, ``shape`` (any JSON), more keys allowed."""
+
+    name: Any
+    dtype: Any
+    shape: Any
+
+
+@with_config(ConfigDict(extra="allow"))
+class IOSpec(TypedDict):
+    """The graph's interface; keys beyond these (``item_index_base``...) are kept as written."""
+
+    inputs: Annotated[list[TensorSpec], Strict()]
+    outputs: Annotated[list[TensorSpec], Strict()]
+    max_seq_len: _Count
+    n_items: _Count
+
+
+@with_config(ConfigDict(extra="forbid"))
+class Signing(TypedDict):
+    """Who signs the artifact: ``{"method": ..., "key_id": ...}``."""
+
+    method: SigningMethod
+    key_id: Annotated[StrictStr, AfterValidator(_key_id)]
+
+
+_CLOSED = ConfigDict(extra="forbid")
+# Unknown keys in a file entry were always ignored (and dropped when re-written); kept so.
+_FILE_ENTRY = ConfigDict(extra="ignore")
+
+
+def _raising_manifest_error(cls: type[_T]) -> type[_T]:
+    """Direct construction fails like parsing: ManifestError naming the field (positional
+    arguments are named too). Validation inside a Manifest never calls ``__init__``."""
+    init = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def __init__(self: _T, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(zip(names, args, strict=False))
+        try:
+            init(self, **kwargs)
+        except ValidationError as exc:
+            raise ManifestError(_describe(exc)) from None
+
+    setattr(cls, "__init__", __init__)  # noqa: B010 -- pydantic sets __init__ after the class body
+    return cls
+
+
+@_raising_manifest_error
+@dataclass(frozen=True, config=_FILE_ENTRY)
 class FileEntry:
-    """One file of the artifact: its path relative to the directory, sha256 hex and size."""
+    """One file of the artifact: its path relative to the directory, sha256 hex and size.
 
-    path: str
-    sha256: str
-    size: int
+    Example:
+        >>> FileEntry("model.onnx", "0" * 64, 3).size
+        3
+    """
 
-    def __post_init__(self) -> None:
-        _check_relative_path(self.path)
-        if not isinstance(self.sha256, str) or not _SHA256_RE.fullmatch(self.sha256):
-            raise ManifestError(
-                f"files[{self.path!r}].sha256: expected 64 lowercase hex characters, "
-                f"found {self.sha256!r}; rebuild the manifest with build_manifest"
-            )
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise ManifestError(
-                f"files[{self.path!r}].size: expected a non-negative integer, found "
-                f"{self.size!r}; rebuild the manifest with build_manifest"
-            )
+    path: Annotated[StrictStr, AfterValidator(_relative_path)]
+    sha256: Annotated[StrictStr, AfterValidator(_sha256_hex)]
+    size: _Count
 
 
-@dataclasses.dataclass(frozen=True)
+@_raising_manifest_error
+@dataclass(frozen=True, kw_only=True, config=_CLOSED)
 class Manifest:
     """The parsed, validated content of manifest.json (treat ``io``/``metrics`` as read-only).
 
-    ``signing`` is ``{"method": ..., "key_id": ...}`` or None before a key is chosen.
+    Every field is required (``parent`` and ``signing`` may be None: no parent, no key chosen
+    yet); ``build_manifest`` fills them in and ``from_json_bytes`` parses them.
+
+    Example:
+        >>> m = Manifest.from_json_bytes(open("art/manifest.json", "rb").read())  # doctest: +SKIP
+        >>> m.io["max_seq_len"], m.signing["key_id"]  # doctest: +SKIP
+        (50, '8c2e5bca4341914b')
     """
 
-    version: str
-    kind: str
-    io: dict[str, Any]
-    metrics: dict[str, float]
-    files: tuple[FileEntry, ...]
-    created_at: str
-    parent: str | None = None
-    signing: dict[str, str] | None = None
-    format: str = ARTIFACT_FORMAT
-
-    def __post_init__(self) -> None:
-        _validate(self)
+    format: ArtifactFormat
+    version: _NonEmptyStr
+    parent: _NonEmptyStr | None
+    created_at: Annotated[StrictStr, AfterValidator(_utc_timestamp)]
+    kind: Kind
+    io: Annotated[IOSpec, AfterValidator(_plain_json)]
+    metrics: dict[StrictStr, Annotated[float, PlainValidator(_finite_number)]]
+    files: Annotated[tuple[FileEntry, ...], AfterValidator(_sorted_unique)]
+    signing: Signing | None
 
     def to_json_bytes(self) -> bytes:
         """Canonical manifest.json bytes: sorted keys, indent 2, ASCII, trailing newline."""
-        obj = {
-            "format": self.format,
-            "version": self.version,
-            "parent": self.parent,
-            "created_at": self.created_at,
-            "kind": self.kind,
-            "io": self.io,
-            "metrics": self.metrics,
-            "files": [dataclasses.asdict(entry) for entry in self.files],
-            "signing": self.signing,
-        }
-        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+        text = json.dumps(
+            dataclasses.asdict(self), sort_keys=True, indent=2, ensure_ascii=True,
+            allow_nan=False,
+        )
         return (text + "\n").encode("ascii")
 
     @classmethod
@@ -125,37 +285,64 @@ class Manifest:
             raise ManifestError(f"expected UTF-8 JSON, found undecodable data ({exc})") from exc
         if not isinstance(obj, dict):
             raise ManifestError(f"expected a JSON object, found {type(obj).__name__}")
-        unknown = sorted(set(obj) - set(_FIELDS))
-        missing = sorted(set(_FIELDS) - set(obj))
-        if unknown or missing:
-            raise ManifestError(
-                f"fields: expected exactly {sorted(_FIELDS)}, found unknown "
-                f"{unknown} and missing {missing}; was it written by another tool or version?"
-            )
-        if obj["format"] != ARTIFACT_FORMAT:
-            raise ManifestError(
-                f"format: expected {ARTIFACT_FORMAT!r}, found {obj['format']!r}; this reader "
-                "understands only that format: re-export with this version of recdrill"
-            )
-        files = obj["files"]
-        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-            raise ManifestError("files: expected a list of {path, sha256, size}")
-        try:
-            entries = tuple(FileEntry(f["path"], f["sha256"], f["size"]) for f in files)
-        except KeyError as exc:
-            raise ManifestError(f"files: an entry lacks the field {exc}") from exc
-        return cls(
-            version=obj["version"],
-            kind=obj["kind"],
-            io=obj["io"],
-            metrics=obj["metrics"],
-            files=entries,
-            created_at=obj["created_at"],
-            parent=obj["parent"],
-            signing=obj["signing"],
-            format=obj["format"],
-        )
+        return _parse(obj)
 
+
+_MANIFEST = TypeAdapter(Manifest)
+
+
+def _parse(obj: dict[str, Any]) -> Manifest:
+    try:
+        return _MANIFEST.validate_python(obj)
+    except ValidationError as exc:
+        raise ManifestError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """``field: expected ..., found ...`` for the first few errors; a foreign format alone."""
+    errors = exc.errors()
+    # Another format explains every other difference, so it is the whole story.
+    shown = [e for e in errors if e["loc"][:1] == ("format",)] or errors
+    text = "; ".join(_describe_one(e) for e in shown[:_MAX_ERRORS_SHOWN])
+    if len(shown) > _MAX_ERRORS_SHOWN:
+        text += f"; and {len(shown) - _MAX_ERRORS_SHOWN} more"
+    return text
+
+
+def _describe_one(error: ErrorDetails) -> str:
+    if error["type"] == "value_error":
+        what = str(error.get("ctx", {}).get("error", error["msg"]))
+    elif error["type"] in _UNKNOWN:
+        what = "unknown field; was the manifest written by another tool or version?"
+    elif error["type"] in _MISSING:
+        what = "required field is missing; was the manifest written by another tool or version?"
+    else:
+        found = repr(error["input"])
+        if len(found) > _MAX_INPUT_SHOWN:
+            found = found[: _MAX_INPUT_SHOWN - 3] + "..."
+        msg = error["msg"]
+        expected = msg.removeprefix("Input should be ")
+        what = f"expected {expected}" if expected != msg else msg[:1].lower() + msg[1:]
+        what += f", found {found}"
+    hint = _HINTS.get(str(error["loc"][0])) if error["loc"] else None
+    return f"{_field_name(error['loc'])}: {what}" + (f"; {hint}" if hint else "")
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    """``("files", 0, "sha256")`` → ``files[0].sha256``; ``("metrics", "ndcg@10")`` →
+    ``metrics['ndcg@10']``."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part.isidentifier():
+            name += f".{part}" if name else part
+        else:
+            name += f"[{part!r}]"
+    return name or "manifest"
+
+
+# -- files --------------------------------------------------------------------------------------
 
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """Return ``(sha256_hex, size)`` of a file, read in 1 MiB chunks."""
@@ -177,7 +364,7 @@ def build_manifest(
     metrics: Mapping[str, float],
     parent: str | None = None,
     created_at: str | None = None,
-    signing: Mapping[str, str] | None = None,
+    signing: Mapping[str, object] | None = None,
 ) -> Manifest:
     """Hash every file under ``directory`` (except manifest.json, model.sig) into a Manifest.
 
@@ -196,19 +383,20 @@ def build_manifest(
     entries = []
     for rel in files:
         sha256, size = hash_file(root / rel)
-        entries.append(FileEntry(rel, sha256, size))
+        entries.append({"path": rel, "sha256": sha256, "size": size})
     if created_at is None:
         created_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Manifest(
-        version=version,
-        kind=kind,
-        io=dict(io),
-        metrics={name: _as_float(name, value) for name, value in metrics.items()},
-        files=tuple(entries),
-        created_at=created_at,
-        parent=parent,
-        signing=None if signing is None else dict(signing),
-    )
+    return _parse({
+        "format": ARTIFACT_FORMAT,
+        "version": version,
+        "parent": parent,
+        "created_at": created_at,
+        "kind": kind,
+        "io": dict(io),
+        "metrics": {name: _as_float(name, value) for name, value in metrics.items()},
+        "files": entries,
+        "signing": None if signing is None else dict(signing),
+    })
 
 
 def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> None:
@@ -217,7 +405,11 @@ def write_manifest(directory: str | os.PathLike[str], manifest: Manifest) -> Non
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
-    """Read and validate ``directory/manifest.json``; raise ManifestError if absent or invalid."""
+    """Read and validate ``directory/manifest.json``; raise ManifestError if absent or invalid.
+
+    This proves nothing about authenticity: a reader that loads files uses
+    ``export.verify.verify_artifact``, which returns the same Manifest once it is proven.
+    """
     path = Path(directory) / MANIFEST_FILE
     try:
         data = path.read_bytes()
@@ -307,100 +499,3 @@ def _as_float(name: str, value: object) -> float:
         return float(value)  # type: ignore[arg-type]  # numpy scalars and bools included
     except (TypeError, ValueError):
         raise ManifestError(f"metrics[{name!r}]: expected a number, found {value!r}") from None
-
-
-def _check_relative_path(path: object) -> None:
-    pure = PurePosixPath(path) if isinstance(path, str) else None
-    if (
-        pure is None
-        or not path
-        or pure.is_absolute()
-        or ".." in pure.parts
-        or pure.as_posix() != path
-        or path in _UNLISTED
-    ):
-        raise ManifestError(
-            f"files: expected a normalised relative POSIX path other than manifest.json and "
-            f"model.sig, found {path!r}; rebuild the manifest with build_manifest"
-        )
-
-
-def _validate(m: Manifest) -> None:
-    """Check the invariants of recdrill-artifact/1 that the field types alone don't."""
-    if m.format != ARTIFACT_FORMAT:
-        raise ManifestError(f"format: expected {ARTIFACT_FORMAT!r}, found {m.format!r}")
-    if not isinstance(m.version, str) or not m.version:
-        raise ManifestError(f"version: expected a non-empty string, found {m.version!r}")
-    if m.parent is not None and (not isinstance(m.parent, str) or not m.parent):
-        raise ManifestError(f"parent: expected null or a version string, found {m.parent!r}")
-    if m.kind not in KINDS:
-        raise ManifestError(f"kind: expected one of {sorted(KINDS)}, found {m.kind!r}")
-    _validate_created_at(m.created_at)
-    _validate_io(m.io)
-    if not isinstance(m.metrics, dict):
-        raise ManifestError(f"metrics: expected an object of name -> number, found {m.metrics!r}")
-    for name, value in m.metrics.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ManifestError(f"metrics[{name!r}]: expected a finite number, found {value!r}")
-    if not isinstance(m.files, tuple) or not all(isinstance(f, FileEntry) for f in m.files):
-        raise ManifestError("files: expected a tuple of FileEntry")
-    paths = [entry.path for entry in m.files]
-    if paths != sorted(set(paths)):
-        raise ManifestError(
-            "files: expected unique paths sorted in ascending order; rebuild with build_manifest"
-        )
-    if m.signing is not None:
-        if not isinstance(m.signing, dict) or set(m.signing) != {"method", "key_id"}:
-            raise ManifestError(
-                f"signing: expected null or {{'method', 'key_id'}}, found {m.signing!r}"
-            )
-        if m.signing["method"] not in SIGNING_METHODS:
-            raise ManifestError(
-                f"signing.method: expected one of {sorted(SIGNING_METHODS)}, "
-                f"found {m.signing['method']!r}"
-            )
-        if not isinstance(m.signing["key_id"], str) or not _KEY_ID_RE.fullmatch(
-            m.signing["key_id"]
-        ):
-            raise ManifestError(
-                f"signing.key_id: expected 16 lowercase hex characters (see "
-                f"export.signing.key_id_of), found {m.signing['key_id']!r}"
-            )
-
-
-def _validate_created_at(created_at: object) -> None:
-    try:
-        parsed = datetime.fromisoformat(created_at) if isinstance(created_at, str) else None
-    except ValueError:
-        parsed = None
-    offset = None if parsed is None else parsed.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        raise ManifestError(
-            f"created_at: expected an ISO-8601 UTC timestamp such as '2026-11-29T07:15:00Z', "
-            f"found {created_at!r}"
-        )
-
-
-def _validate_io(io: object) -> None:
-    if not isinstance(io, dict):
-        raise ManifestError(f"io: expected an object, found {io!r}")
-    for key in ("inputs", "outputs"):
-        specs = io.get(key)
-        if not isinstance(specs, list) or not all(
-            isinstance(s, dict) and {"name", "dtype", "shape"} <= set(s) for s in specs
-        ):
-            raise ManifestError(
-                f"io.{key}: expected a list of {{name, dtype, shape}}, found {specs!r}"
-            )
-    try:
-        json.dumps(io, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ManifestError(f"io: expected plain JSON values, found {exc}") from None
-    for key in ("max_seq_len", "n_items"):
-        value = io.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ManifestError(f"io.{key}: expected a non-negative integer, found {value!r}")

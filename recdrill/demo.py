@@ -1,7 +1,8 @@
 """The main job: real data → fine-tuned transformer → metrics table → signed artifact → verify.
 
-Every step prints what it measured; the whole run ends with one JSON summary on stdout and
-``report.json`` in the output directory.
+Every step prints what it measured; the whole run ends with one JSON summary on stdout,
+``report.json`` in the output directory and, beside it, ``figures.md``: the README's model
+section rendered from that report (``python -m recdrill.figures`` puts it into the README).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
              drill: str | None = "game-day", drill_time_scale: float = 1.0) -> dict[str, Any]:
     """Run the main job into ``out``; returns the summary (also written to report.json)."""
     from export.package import package_recommender
+    from recdrill.figures import model_markdown
     from training.checkpoint import load_checkpoint
     from training.model import ModelConfig
     from training.pipeline import render_table, run_training
@@ -101,6 +103,7 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
 
     summary = {"beats_baselines": run.beats_baselines(), **report.steps}
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2, sort_keys=True))
+    atomic_write_text(out / "figures.md", model_markdown(summary["train_and_evaluate"]) + "\n")
     return summary
 
 

@@ -7,6 +7,7 @@ Example:
     ... )
     >>> (path / "model.onnx").exists()  # doctest: +SKIP
     True
+    >>> checkout_artifact(node_store_path(), public_key_path="keys/signing.pub").manifest  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from durable import fsync_dir
 from replication.errors import ConfigError, IntegrityError, VersionError
@@ -23,9 +25,13 @@ from replication.keys import Keyring, KeySpec
 from replication.repo import VersionStore, check_version_name
 from replication.store import open_store
 
+if TYPE_CHECKING:
+    from export.verify import VerifiedArtifact, VerifiedCache
+
 __all__ = [
     "ENV_NODE_ROOT",
     "checkout",
+    "checkout_artifact",
     "default_cache_dir",
     "materialise",
     "node_name",
@@ -86,6 +92,27 @@ def checkout(
     (``export.verify.verify_artifact``) before the path is returned; an existing checkout is
     re-verified and rebuilt if it was altered. Raises IntegrityError naming version, file and
     node on any mismatch, VersionError when the version is absent or not committed.
+    ``checkout_artifact`` does the same and also returns the verified manifest.
+    """
+    artifact = checkout_artifact(store_url_or_path, version, public_key_path=public_key_path,
+                                 key_provider=key_provider, cache_dir=cache_dir, node=node)
+    return artifact.version, artifact.path
+
+
+def checkout_artifact(
+    store_url_or_path: str | os.PathLike[str],
+    version: str | None = None,
+    *,
+    public_key_path: str | os.PathLike[str],
+    key_provider: Keyring | KeySpec | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    node: str | None = None,
+    verified: VerifiedCache | None = None,
+) -> VerifiedArtifact:
+    """``checkout``, returning the directory with its verified Manifest.
+
+    With ``verified``, an existing checkout unchanged since ``verified`` last checked it is
+    not hashed again (``export.verify.VerifiedCache``); a fresh copy always is.
     """
     url = os.fspath(store_url_or_path)
     vs = VersionStore(open_store(url), _keyring(key_provider), node=node or url)
@@ -101,21 +128,26 @@ def checkout(
             "the committed ones"
         )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(url)
-    return version, materialise(vs, version, cache, public_key_path)
+    return materialise(vs, version, cache, public_key_path, verified=verified)
 
 
 def materialise(
-    vs: VersionStore, version: str, cache_dir: Path, public_key_path: str | os.PathLike[str]
-) -> Path:
+    vs: VersionStore,
+    version: str,
+    cache_dir: Path,
+    public_key_path: str | os.PathLike[str],
+    *,
+    verified: VerifiedCache | None = None,
+) -> VerifiedArtifact:
     """Write ``version`` from ``vs`` into ``cache_dir/<version>``, verified; reuse a valid one."""
     from export.errors import ArtifactVerificationError
-    from export.verify import verify_artifact
+    from export.verify import VerifiedArtifact, verify_artifact
 
     target = cache_dir / check_version_name(version)
     if target.is_dir():
         try:
-            verify_artifact(target, public_key_path)
-            return target
+            return VerifiedArtifact(target, verify_artifact(target, public_key_path,
+                                                            cache=verified))
         except ArtifactVerificationError:
             _remove(target)
     record = vs.get_record(version)
@@ -131,7 +163,7 @@ def materialise(
                 fh.flush()
                 os.fsync(fh.fileno())
         try:
-            verify_artifact(tmp, public_key_path)
+            manifest = verify_artifact(tmp, public_key_path)
         except ArtifactVerificationError as exc:
             raise IntegrityError(
                 f"artifact verification failed ({exc.reason}): {exc}",
@@ -143,12 +175,12 @@ def materialise(
             os.rename(tmp, target)
         except OSError:
             # Another process materialised it first; trust it only once verified.
-            verify_artifact(target, public_key_path)
+            manifest = verify_artifact(target, public_key_path)
         fsync_dir(cache_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return VerifiedArtifact(target, manifest)
 
 
 def _remove(path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from durable.options import PUBLIC_KEY, RAY_ADDRESS, STORE, STORE_KEY, VERSION
 from replication.errors import (
     AuditChainBroken,
     ConfigError,
@@ -64,9 +65,7 @@ app = typer.Typer(
 audit_app = typer.Typer(no_args_is_help=True, help="Audit log commands.")
 app.add_typer(audit_app, name="audit")
 
-Store = Annotated[
-    str, typer.Option("--store", envvar="RECDRILL_PRIMARY_STORE", help="Primary store URL or path.")
-]
+Store = Annotated[str, STORE]
 NodeRoot = Annotated[
     str,
     typer.Option(
@@ -75,29 +74,16 @@ NodeRoot = Annotated[
         help="Directory holding each node's local store (node-<id>/store).",
     ),
 ]
-PublicKey = Annotated[
-    Path,
-    typer.Option(
-        "--public-key", envvar="RECDRILL_PUBLIC_KEY", help="Artifact signing public key (PEM)."
-    ),
-]
-KeyFiles = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--key-file",
-        envvar="RECDRILL_STORE_KEY_FILE",
-        help="AES-256 key file(s); first is active. Also $RECDRILL_STORE_KEYS.",
-    ),
-]
+PublicKey = Annotated[Path, PUBLIC_KEY]
+KeyFiles = Annotated[list[Path] | None, STORE_KEY]
 Audit = Annotated[
     Path, typer.Option("--audit", envvar="RECDRILL_AUDIT_LOG", help="Audit log (JSONL).")
 ]
 W = Annotated[
     int, typer.Option("--w", envvar="RECDRILL_W", help="Verified copies needed to commit.")
 ]
-Address = Annotated[
-    str, typer.Option("--address", envvar="RAY_ADDRESS", help="Ray cluster address.")
-]
+Address = Annotated[str, RAY_ADDRESS]
+Version = Annotated[str | None, VERSION]
 
 
 def _emit(payload: Any) -> None:
@@ -169,13 +155,11 @@ def rollback(
     node_root: NodeRoot,
     public_key: PublicKey,
     audit: Audit,
-    version: Annotated[
-        str | None, typer.Argument(help="Committed version (default: previous).")
-    ] = None,
+    version: Version = None,
     key_file: KeyFiles = None,
     address: Address = "auto",
 ) -> None:
-    """Point refs/current at refs/previous, or at any committed version, on every node."""
+    """Point refs/current at --version (default: refs/previous) on every node."""
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).rollback(version))
 
 
@@ -267,7 +251,7 @@ def gc(
 
 @app.command("rotate-key")
 def rotate_key(
-    new_key_file: Annotated[Path, typer.Option(help="The new active key file.")],
+    new_store_key: Annotated[Path, typer.Option(help="The new active store key file.")],
     store: Store,
     node_root: NodeRoot,
     public_key: PublicKey,
@@ -278,7 +262,7 @@ def rotate_key(
     """Re-encrypt every blob with NEW while serving continues (old keys still decrypt)."""
     from replication.keys import KeySpec
 
-    spec = KeySpec(files=(str(new_key_file), *(str(p) for p in key_file or ())))
+    spec = KeySpec(files=(str(new_store_key), *(str(p) for p in key_file or ())))
     _emit(_cluster(store, node_root, public_key, key_file, audit, 2, address).rotate_key(spec))
 
 
@@ -309,20 +293,14 @@ def keygen(path: Path) -> None:
 
 @app.command()
 def checkout(
-    store: Annotated[
-        str,
-        typer.Option(
-            "--store", envvar="RECDRILL_NODE_STORE", help="Store to read (a node-local store)."
-        ),
-    ],
+    store: Store,
     public_key: PublicKey,
     key_file: KeyFiles = None,
-    version: Annotated[
-        str | None, typer.Option(help="Committed version (default: current).")
-    ] = None,
+    version: Version = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where checkouts go.")] = None,
 ) -> None:
-    """Materialise a verified artifact directory (no Ray needed)."""
+    """Materialise --version (default: current) of a store (e.g. a node-local one) as a
+    verified artifact directory; no Ray needed."""
     from replication.checkout import checkout as do_checkout
     from replication.keys import KeySpec
 

@@ -11,19 +11,20 @@ Example:
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
-import socket
-from dataclasses import dataclass, field
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from replication import maintenance
 from replication.audit import AuditLog, Clock, SystemClock
+from replication.config import ClusterConfig, Primary
 from replication.errors import QuorumNotReached, StoreUnavailable, VersionError
 from replication.fleet import Fleet, RayFleet
 from replication.keys import KeySpec
+from replication.nodeops import Results
 from replication.quorum import (
     Ack,
     Candidate,
@@ -33,7 +34,6 @@ from replication.quorum import (
     quorum_reached,
     validate_w,
 )
-from replication.replicator import SourceSpec, actor_name
 from replication.repo import Ref, VersionStore
 from replication.store import open_store
 from replication.sync import upload_artifact
@@ -41,38 +41,6 @@ from replication.sync import upload_artifact
 __all__ = ["ClusterConfig", "Primary", "ReplicationCluster"]
 
 log = logging.getLogger(__name__)
-
-
-def _default_actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Where things live and how many verified copies a commit needs."""
-
-    primary_url: str
-    node_root: str
-    public_key_path: str
-    audit_path: str
-    key_spec: KeySpec = field(default_factory=KeySpec)
-    w: int = 2
-    actor: str = field(default_factory=_default_actor)
-    call_timeout_s: float = 300.0
-    detached: bool = True
-
-
-@dataclass(frozen=True)
-class Primary:
-    """The store publishes go to: the configured store, or a promoted standby node."""
-
-    kind: str  # "store" | "node"
-    name: str  # "primary" for the store, else the node name
-    url: str
-
-    @property
-    def spec(self) -> SourceSpec:
-        return ("store", self.url) if self.kind == "store" else ("peer", actor_name(self.name))
 
 
 def _iso(t: float) -> str:
@@ -108,10 +76,7 @@ class ReplicationCluster:
             log.warning("node %s is gone; its replicator is dropped", name)
         return self.nodes
 
-    def _call(self, names: list[str], method: str, *args: Any) -> dict[str, Any]:
-        return self.fleet.call(list(names), method, *args, timeout_s=self.config.call_timeout_s)
-
-    def _acks(self, results: dict[str, Any]) -> list[Ack]:
+    def _acks(self, results: Results[Ack]) -> list[Ack]:
         return [
             r if isinstance(r, Ack) else Ack(n, False, f"{type(r).__name__}: {r}")
             for n, r in sorted(results.items())
@@ -133,17 +98,19 @@ class ReplicationCluster:
     def _override(self) -> dict[str, Any] | None:
         """The newest refs/primary written by a promotion, as held by live nodes."""
         found = []
-        for raw in self._call(self.nodes, "s_read_bytes", "refs/primary").values():
+        for raw in self.fleet.s_read_bytes(self.nodes, "refs/primary").values():
             if isinstance(raw, bytes):
                 found.append(json.loads(raw))
         return max(found, key=lambda o: (o["epoch"], o["node"] or ""), default=None)
 
-    def _write_override(self, node: str | None, reason: str) -> None:
+    def write_override(self, node: str | None, reason: str) -> None:
+        """Record on every live node that ``node`` is the primary (``None``: the configured
+        store again), one epoch above the newest record."""
         epoch = (self._override() or {"epoch": 0})["epoch"] + 1
         body = json.dumps(
             {"node": node, "epoch": epoch, "at": _iso(self.clock.now()), "reason": reason}
         )
-        self._call(self.nodes, "s_write_bytes", "refs/primary", body.encode())
+        self.fleet.s_write_bytes(self.nodes, "refs/primary", body.encode())
 
     def resolve_primary(self) -> Primary:
         """The configured store if reachable and not overridden; else the promoted standby;
@@ -172,7 +139,7 @@ class ReplicationCluster:
     def candidates(self) -> list[Candidate]:
         """Every live node with the committed versions it holds completely."""
         out = []
-        for name, inv in sorted(self._call(self.nodes, "inventory", False).items()):
+        for name, inv in sorted(self.fleet.inventory(self.nodes, False).items()):
             if isinstance(inv, Exception):
                 out.append(Candidate(name, {}, alive=False))
             else:
@@ -187,7 +154,7 @@ class ReplicationCluster:
         chosen = node or choose_primary(self.candidates())
         if chosen not in self.nodes:
             raise VersionError(f"cannot promote {chosen}: not a live node ({self.nodes})")
-        self._write_override(chosen, reason)
+        self.write_override(chosen, reason)
         primary = Primary("node", chosen, chosen)
         current = self.vs_of(primary).get_ref("current")
         self.audit.append(
@@ -212,9 +179,9 @@ class ReplicationCluster:
         )
         version = record.version
         digests = {f.path: f.sha256 for f in record.files}
-        prepared = self._acks(self._call(self.nodes, "prepare", primary.spec, version))
+        prepared = self._acks(self.fleet.prepare(self.nodes, primary.spec, version))
         if not quorum_reached(prepared, w):
-            self._call(self.nodes, "abort", version)
+            self.fleet.abort(self.nodes, version)
             if primary.kind == "store":
                 pvs.delete_record(version)
             self.audit.append(
@@ -235,7 +202,7 @@ class ReplicationCluster:
         pvs.mark_committed(ref)  # the commit point
         pvs.flip_current(ref)
         ok_nodes = [a.node for a in prepared if a.ok]
-        committed = self._acks(self._call(ok_nodes, "commit", ref))
+        committed = self._acks(self.fleet.commit(ok_nodes, ref))
         result = {
             "version": version,
             "seq": ref.seq,
@@ -262,7 +229,7 @@ class ReplicationCluster:
         primary = self.resolve_primary()
         want = {v: r.seq for v, r in self.vs_of(primary).committed().items()}
         out = {}
-        for name, st in self._call(self.nodes, "status").items():
+        for name, st in self.fleet.status(self.nodes).items():
             out[name] = -1 if isinstance(st, Exception) else lag(want, st["committed"])
         return out
 
@@ -271,9 +238,7 @@ class ReplicationCluster:
         primary = self.resolve_primary()
         pvs = self.vs_of(primary)
         current, previous = pvs.get_ref("current"), pvs.get_ref("previous")
-        statuses = {
-            n: s for n, s in self._call(self.nodes, "status").items() if isinstance(s, dict)
-        }
+        statuses = {n: s for n, s in self.fleet.status(self.nodes).items() if isinstance(s, dict)}
         versions = [
             {
                 "version": v,
@@ -296,7 +261,7 @@ class ReplicationCluster:
         primary = self.resolve_primary()
         want = {v: r.seq for v, r in self.vs_of(primary).committed().items()}
         nodes: dict[str, Any] = {}
-        for name, st in self._call(self.nodes, "status").items():
+        for name, st in self.fleet.status(self.nodes).items():
             if isinstance(st, Exception):
                 nodes[name] = {"alive": False, "error": f"{type(st).__name__}: {st}"}
             else:
@@ -324,7 +289,7 @@ class ReplicationCluster:
             )
         ref = committed[version]
         pvs.flip_current(ref)
-        acks = self._acks(self._call(self.nodes, "set_current", ref))
+        acks = self._acks(self.fleet.set_current(self.nodes, ref))
         self.audit.append(
             self.config.actor,
             "rollback",
@@ -338,7 +303,7 @@ class ReplicationCluster:
         self.discover()
         primary = self.resolve_primary()
         others = [n for n in self.nodes if n != primary.name]
-        results = self._call(others, "catch_up", primary.spec)
+        results = self.fleet.catch_up(others, primary.spec)
         synced = {n: r for n, r in results.items() if isinstance(r, dict) and r["versions"]}
         if synced:
             self.audit.append(self.config.actor, "catch-up", details={"nodes": synced})
@@ -349,34 +314,22 @@ class ReplicationCluster:
 
     # -- maintenance (see replication.maintenance) -------------------------------------------
     def repair(self) -> dict[str, Any]:
-        from replication.maintenance import repair
-
-        return repair(self)
+        return maintenance.repair(self)
 
     def backup(self, url: str) -> dict[str, Any]:
-        from replication.maintenance import backup
-
-        return backup(self, url)
+        return maintenance.backup(self, url)
 
     def restore(self, url: str) -> dict[str, Any]:
-        from replication.maintenance import restore
-
-        return restore(self, url)
+        return maintenance.restore(self, url)
 
     def gc(self, *, grace_s: float = 3600.0) -> dict[str, Any]:
-        from replication.maintenance import gc
-
-        return gc(self, grace_s=grace_s)
+        return maintenance.gc(self, grace_s=grace_s)
 
     def rotate_key(self, key_spec: KeySpec) -> dict[str, Any]:
-        from replication.maintenance import rotate_key
-
-        return rotate_key(self, key_spec)
+        return maintenance.rotate_key(self, key_spec)
 
     def watch(self, *, interval_s: float = 10.0, rounds: int | None = None) -> None:
         """Supervisor loop: discover new nodes, let them (and laggards) catch up; repeat."""
-        import time
-
         done = 0
         while rounds is None or done < rounds:
             self.catch_up()

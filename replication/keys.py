@@ -88,7 +88,7 @@ class Keyring:
     def active(self) -> tuple[str, bytes]:
         """The (key id, key) used for new blobs."""
         if self.active_id is None:
-            raise KeyMissingError("no active encryption key: pass --key-file or set $" + ENV_KEYS)
+            raise KeyMissingError("no active encryption key: pass --store-key or set $" + ENV_KEYS)
         return self.active_id, self.keys[self.active_id]
 
     def get(self, key_id: str) -> bytes:
@@ -98,7 +98,7 @@ class Keyring:
         except KeyError as exc:
             raise KeyMissingError(
                 f"blob is encrypted with key id {key_id}, but the keyring holds "
-                f"{sorted(self.keys) or 'no keys'}; pass that key with --key-file"
+                f"{sorted(self.keys) or 'no keys'}; pass that key with --store-key"
             ) from exc
 
 

@@ -6,7 +6,7 @@ head can be killed and restarted (``kill_head`` / ``restart_head``) while worker
 Example:
     >>> with local_ray_cluster(workers=3) as lc:  # doctest: +SKIP
     ...     ray.get(...)
-    ...     lc.kill_raylet(lc.workers[0])
+    ...     lc.kill_node(lc.workers[0])
 """
 
 from __future__ import annotations
@@ -15,23 +15,17 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replication.testing import free_port, kill_node, kill_pids
+
 __all__ = ["LocalRayCluster", "local_ray_cluster"]
 
 MB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -53,9 +47,11 @@ class LocalRayCluster:
         self.workers.append(node)
         return node
 
-    def kill_raylet(self, worker: Any) -> None:
-        """SIGKILL a worker node's raylet (processes it started die with it, eventually)."""
-        os.kill(worker.all_processes["raylet"][0].process.pid, signal.SIGKILL)
+    def kill_node(self, worker: Any, *, raylet_only: bool = False) -> list[int]:
+        """SIGKILL a worker node's raylet and every process it started (a machine lost), or
+        with ``raylet_only`` just the raylet (its workers follow, eventually); returns the
+        pids signalled."""
+        return kill_node(worker.node_id, raylet_only=raylet_only)
 
     def head_pids(self) -> list[int]:
         """Every process of the head node: GCS server, raylet and what they started."""
@@ -73,11 +69,7 @@ class LocalRayCluster:
     def kill_head(self) -> list[int]:
         """SIGKILL every process of the head node at once; returns their pids."""
         pids = self.head_pids()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
+        kill_pids(pids)
         return pids
 
     def restart_head(self) -> Any:
@@ -133,7 +125,7 @@ def local_ray_cluster(
         "object_store_memory": object_store_mb * MB,
         "include_dashboard": False,
         "temp_dir": str(root / "ray"),
-        "gcs_server_port": _free_port(),
+        "gcs_server_port": free_port(),
         "_system_config": system_config,
     }
     try:

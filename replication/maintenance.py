@@ -1,6 +1,9 @@
-"""Maintenance operations over a ``ReplicationCluster``: repair, backup, restore, gc, key rotation.
+"""Maintenance operations over a cluster driver: repair, backup, restore, gc, key rotation.
 
 Each one decides with a pure planner (``plan_repair``, ``plan_gc``), then acts, then audits.
+They take a ``ClusterDriver``, the part of the driver they use: its typed node calls
+(``fleet``), live nodes, keyring, primary resolution and ``write_override``.
+``ReplicationCluster`` is one (and calls these from its methods); this module never imports it.
 
 Example:
     >>> report = repair(rc)  # doctest: +SKIP
@@ -12,33 +15,64 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from replication.audit import AuditLog, Clock
 from replication.checkout import materialise
+from replication.config import ClusterConfig, Primary
 from replication.errors import ConfigError, NoPrimaryCandidate
-from replication.keys import KeySpec
+from replication.keys import Keyring, KeySpec
+from replication.nodeops import NodeCalls
 from replication.plan import plan_gc, plan_repair
 from replication.replicator import actor_name
 from replication.repo import VersionStore
 from replication.store import open_store
 from replication.sync import apply_gc, copy_refs, copy_versions, reseal_store
 
-if TYPE_CHECKING:
-    from replication.cluster import ReplicationCluster
-
-__all__ = ["backup", "gc", "repair", "restore", "rotate_key"]
+__all__ = ["ClusterDriver", "backup", "gc", "repair", "restore", "rotate_key"]
 
 
-def repair(rc: ReplicationCluster) -> dict[str, Any]:
+class ClusterDriver(Protocol):
+    """What maintenance needs from a cluster driver (``ReplicationCluster`` implements it)."""
+
+    keyring: Keyring  # replaced by rotate_key
+
+    @property
+    def config(self) -> ClusterConfig: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def fleet(self) -> NodeCalls: ...
+
+    @property
+    def nodes(self) -> list[str]: ...
+
+    def discover(self) -> list[str]: ...
+
+    def resolve_primary(self) -> Primary: ...
+
+    def vs_of(self, primary: Primary) -> VersionStore: ...
+
+    def node_vs(self, name: str) -> VersionStore: ...
+
+    def catch_up(self) -> dict[str, Any]: ...
+
+    def write_override(self, node: str | None, reason: str) -> None: ...
+
+
+def repair(rc: ClusterDriver) -> dict[str, Any]:
     """Anti-entropy: verify every blob everywhere, refetch missing/corrupt ones from a healthy
     peer, let lagging nodes catch up, then re-verify every committed version on every node."""
     rc.discover()
     primary = rc.resolve_primary()
     pvs = rc.vs_of(primary)
     invs = {
-        n: i
-        for n, i in rc._call(rc.nodes, "inventory", True).items()
-        if not isinstance(i, Exception)
+        n: i for n, i in rc.fleet.inventory(rc.nodes, True).items() if not isinstance(i, Exception)
     }
     if primary.kind == "store":
         invs["primary"] = pvs.inventory(deep=True)
@@ -58,14 +92,14 @@ def repair(rc: ReplicationCluster) -> dict[str, Any]:
             pvs.put_stored(step.digest, src.iter_stored(step.digest))
             ok, detail = True, ""
         else:
-            ack = rc._call([step.node], "refetch", step.digest, source, step.drop)[step.node]
-            ok, detail = (ack.ok, ack.detail) if hasattr(ack, "ok") else (False, str(ack))
+            ack = rc.fleet.refetch([step.node], step.digest, source, step.drop)[step.node]
+            ok, detail = (False, str(ack)) if isinstance(ack, Exception) else (ack.ok, ack.detail)
         entry = {"node": step.node, "digest": step.digest, "source": step.source}
         (healed if ok else failed).append({**entry, **({"error": detail} if not ok else {})})
     caught_up = rc.catch_up()
     verified = {
         n: r if isinstance(r, dict) else str(r)
-        for n, r in rc._call(rc.nodes, "verify_versions").items()
+        for n, r in rc.fleet.verify_versions(rc.nodes).items()
     }
     report = {
         "healed": healed,
@@ -88,7 +122,7 @@ def _verify_all(vs: VersionStore, public_key_path: str) -> None:
             materialise(vs, version, Path(scratch), public_key_path)
 
 
-def backup(rc: ReplicationCluster, url: str) -> dict[str, Any]:
+def backup(rc: ClusterDriver, url: str) -> dict[str, Any]:
     """Copy every committed version (records, sealed blobs, markers, refs) to ``url``, verified."""
     pvs = rc.vs_of(rc.resolve_primary())
     bvs = VersionStore(open_store(url), rc.keyring, node=f"backup {url}")
@@ -105,7 +139,7 @@ def backup(rc: ReplicationCluster, url: str) -> dict[str, Any]:
     return {"url": url, "versions": versions, "blobs_copied": len(plan.fetch)}
 
 
-def restore(rc: ReplicationCluster, url: str) -> dict[str, Any]:
+def restore(rc: ClusterDriver, url: str) -> dict[str, Any]:
     """Rebuild the configured primary store from a backup, make it primary again, catch up nodes."""
     bvs = VersionStore(open_store(url), rc.keyring, node=f"backup {url}")
     bvs.check()
@@ -126,7 +160,7 @@ def restore(rc: ReplicationCluster, url: str) -> dict[str, Any]:
         copy_versions(lvs, pvs, newer)
         copy_refs(lvs, pvs)
         versions += newer
-    rc._write_override(None, f"restored from {url}")
+    rc.write_override(None, f"restored from {url}")
     caught_up = rc.catch_up()
     rc.audit.append(
         rc.config.actor,
@@ -141,7 +175,7 @@ def restore(rc: ReplicationCluster, url: str) -> dict[str, Any]:
     }
 
 
-def gc(rc: ReplicationCluster, *, grace_s: float = 3600.0) -> dict[str, Any]:
+def gc(rc: ClusterDriver, *, grace_s: float = 3600.0) -> dict[str, Any]:
     """Remove uncommitted records older than ``grace_s`` and unreferenced blobs, everywhere.
     Committed versions are never collected."""
     rc.discover()
@@ -153,17 +187,17 @@ def gc(rc: ReplicationCluster, *, grace_s: float = 3600.0) -> dict[str, Any]:
         plan = plan_gc(pvs.inventory(), now=now, grace_s=grace_s)
         apply_gc(plan, pvs)
         out["primary"] = {"records": list(plan.records), "blobs": len(plan.blobs)}
-    for name, plan in rc._call(rc.nodes, "gc", now, grace_s).items():
+    for name, done in rc.fleet.gc(rc.nodes, now, grace_s).items():
         out[name] = (
-            {"records": list(plan.records), "blobs": len(plan.blobs)}
-            if not isinstance(plan, Exception)
-            else f"{type(plan).__name__}: {plan}"
+            {"records": list(done.records), "blobs": len(done.blobs)}
+            if not isinstance(done, Exception)
+            else f"{type(done).__name__}: {done}"
         )
     rc.audit.append(rc.config.actor, "gc", details={"grace_s": grace_s, "stores": out})
     return out
 
 
-def rotate_key(rc: ReplicationCluster, key_spec: KeySpec) -> dict[str, Any]:
+def rotate_key(rc: ClusterDriver, key_spec: KeySpec) -> dict[str, Any]:
     """Re-encrypt every blob with ``key_spec``'s active key, store by store, blob by blob, while
     readers keep working: every process first loads the new keyring (new key active, old keys
     still decrypting), then blobs are resealed in place with atomic replaces."""
@@ -172,14 +206,14 @@ def rotate_key(rc: ReplicationCluster, key_spec: KeySpec) -> dict[str, Any]:
     new_ring = key_spec.load()
     if not new_ring.encrypting:
         raise ConfigError(
-            "rotate-key needs an active key: pass --key-file NEW (and the old one after it)"
+            "rotate-key needs an active key: pass --new-store-key NEW (and the old keys with --store-key)"
         )
-    rc._call(rc.nodes, "set_keys", key_spec)
+    rc.fleet.set_keys(rc.nodes, key_spec)
     rc.keyring = new_ring
     out: dict[str, Any] = {}
     if primary.kind == "store":
         out["primary"] = reseal_store(rc.vs_of(primary))
-    for name, n in rc._call(rc.nodes, "reseal").items():
+    for name, n in rc.fleet.reseal(rc.nodes).items():
         out[name] = n if isinstance(n, int) else f"{type(n).__name__}: {n}"
     rc.audit.append(
         rc.config.actor, "rotate-key", details={"key_id": new_ring.active_id, "resealed": out}

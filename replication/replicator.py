@@ -31,6 +31,7 @@ from replication.errors import (
     VersionError,
 )
 from replication.keys import KeySpec
+from replication.nodeops import SourceSpec
 from replication.plan import GcPlan, Inventory, plan_gc, plan_sync
 from replication.quorum import Ack
 from replication.repo import Ref, VersionStore
@@ -40,7 +41,6 @@ from replication.sync import apply_gc, apply_sync, catch_up, copy_refs
 __all__ = ["NAMESPACE", "ActorStore", "Replicator", "SourceSpec", "actor_class", "actor_name"]
 
 NAMESPACE = "recdrill-replication"
-SourceSpec = tuple[str, str]  # ("store", url) or ("peer", actor name)
 
 
 def actor_name(node: str) -> str:
@@ -55,11 +55,13 @@ class ActorStore:
         self.url = url
         self._timeout_s = timeout_s
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _ask(self, submit: Callable[[Any], Any]) -> Any:
+        """``submit(handle)`` (an actor method's ``.remote(...)``), then its answer; peer
+        errors re-raised as themselves, an unreachable peer as ``StoreError``."""
         import ray
 
         try:
-            return ray.get(getattr(self._handle, method).remote(*args), timeout=self._timeout_s)
+            return ray.get(submit(self._handle), timeout=self._timeout_s)
         except ReplicationError:
             raise
         except (ray.exceptions.RayError, TimeoutError) as exc:
@@ -74,10 +76,10 @@ class ActorStore:
         return None
 
     def read_bytes(self, key: str) -> bytes:
-        return self._call("s_read_bytes", key)
+        return self._ask(lambda h: h.s_read_bytes.remote(key))
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        return self._call("s_read_range", key, start, length)
+        return self._ask(lambda h: h.s_read_range.remote(key, start, length))
 
     def iter_chunks(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         size, offset = self.size(key), 0
@@ -89,29 +91,29 @@ class ActorStore:
             yield chunk
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        self._call("s_write_bytes", key, data)
+        self._ask(lambda h: h.s_write_bytes.remote(key, data))
 
     def write_chunks(self, key: str, chunks: Iterable[bytes]) -> None:
-        token = self._call("s_upload_begin")
+        token = self._ask(lambda h: h.s_upload_begin.remote())
         try:
             for chunk in chunks:
-                self._call("s_upload_part", token, chunk)
-            self._call("s_upload_commit", token, key)
+                self._ask(lambda h: h.s_upload_part.remote(token, chunk))  # noqa: B023 - runs now
+            self._ask(lambda h: h.s_upload_commit.remote(token, key))
         except BaseException:
-            self._call("s_upload_abort", token)
+            self._ask(lambda h: h.s_upload_abort.remote(token))
             raise
 
     def exists(self, key: str) -> bool:
-        return self._call("s_exists", key)
+        return self._ask(lambda h: h.s_exists.remote(key))
 
     def size(self, key: str) -> int:
-        return self._call("s_size", key)
+        return self._ask(lambda h: h.s_size.remote(key))
 
     def list(self, prefix: str) -> list[str]:
-        return self._call("s_list", prefix)
+        return self._ask(lambda h: h.s_list.remote(prefix))
 
     def delete(self, key: str) -> None:
-        self._call("s_delete", key)
+        self._ask(lambda h: h.s_delete.remote(key))
 
 
 def _default_resolver(spec: SourceSpec) -> Store:

@@ -2,15 +2,17 @@
 
 Model-free, so the degraded tier can run where no onnxruntime session does — inside a
 replica whose model stalls, and inside ``serving.client`` when no replica answers at all.
+Built from the verified Manifest (``from_manifest``): version and window come from it, never
+from reading manifest.json again.
 
 Example:
-    >>> catalog = Catalog.load("/tmp/sample-artifact", "v1")  # doctest: +SKIP
+    >>> artifact = DirectorySource("/tmp/sample-artifact", pub).fetch_verified()  # doctest: +SKIP
+    >>> catalog = Catalog.from_manifest(artifact.path, artifact.manifest)  # doctest: +SKIP
     >>> catalog.items_json(catalog.fallback(catalog.resolve(RecommendRequest(user_id="1"))))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from export.fallback import FallbackLists, recommend_fallback
+from export.manifest import Manifest
 from serving.errors import InvalidRequest, ModelLoadError
 from serving.schemas import RecommendRequest
 
@@ -64,19 +67,19 @@ class Catalog:
         self._fallback = fallback_lists
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], version: str) -> Catalog:
-        """Read an already verified artifact directory (everything but the graph)."""
+    def from_manifest(cls, path: str | os.PathLike[str], manifest: Manifest) -> Catalog:
+        """The tables of the artifact at ``path`` that ``manifest`` describes (everything but
+        the graph); pass the Manifest its verification returned."""
         root = Path(path)
-        io = json.loads((root / "manifest.json").read_text())["io"]
         items = pd.read_parquet(root / "items.parquet", columns=["index", "item_id", "title"])
         with np.load(root / "fallback.npz") as npz:
             lists = FallbackLists(popular=npz["popular"], covisit=npz["covisit"])
         histories: dict[str, np.ndarray] = {}
-        if (root / "histories.npz").exists():
+        if any(entry.path == "histories.npz" for entry in manifest.files):
             with np.load(root / "histories.npz") as npz:
                 seqs = np.split(npz["flat"].astype(np.int64), npz["offsets"])
                 histories = {str(u): s for u, s in zip(npz["user_ids"], seqs, strict=True)}
-        return cls(version, int(io["max_seq_len"]), items, histories, lists)
+        return cls(manifest.version, manifest.io["max_seq_len"], items, histories, lists)
 
     def resolve(self, req: RecommendRequest) -> Query:
         """Map ids to item indices; unknown users or items are the caller's error."""

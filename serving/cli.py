@@ -1,6 +1,6 @@
 """``recdrill serve`` / ``python -m serving``: run the recommender on Ray Serve.
 
-Checks every path first, starts an embedded local Ray (or joins ``RAY_ADDRESS``, shipping the
+Checks every path first, starts an embedded local Ray (or joins ``--ray-address`` / ``RAY_ADDRESS``, shipping the
 replicas' packages as a ``runtime_env``), deploys the current committed version (or
 ``--version``), starts the front door (HAProxy: one HTTP and one gRPC address over every
 replica, ``serving.frontdoor``), prints one JSON line with the addresses on stdout, and serves
@@ -22,9 +22,11 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+
+from durable.options import ARTIFACT, PUBLIC_KEY, RAY_ADDRESS, STORE_KEY, VERSION
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_START_FAILED", "app", "run", "runtime_env"]
 
@@ -102,15 +104,13 @@ def run(settings: Any, ray_address: str | None, stop: threading.Event,
 
 @app.command()
 def serve(
-    artifact: str = typer.Option(None, envvar="RECDRILL_ARTIFACT",
-                                 help="Artifact directory to serve (verified before use)."),
-    store: str = typer.Option(None, envvar="RECDRILL_STORE",
-                              help="Replication store URL/path, or 'node' (each node's store)."),
-    public_key: str = typer.Option(..., envvar="RECDRILL_PUBLIC_KEY",
-                                   help="Artifact signing public key."),
-    key_file: list[str] = typer.Option([], envvar="RECDRILL_STORE_KEY_FILES",
-                                       help="Store encryption key file (repeatable)."),
-    version: str = typer.Option(None, envvar="RECDRILL_VERSION", help="Version (default: current)."),
+    public_key: Annotated[str, PUBLIC_KEY],
+    artifact: Annotated[str | None, ARTIFACT] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", envvar="RECDRILL_STORE",
+        help="Version store URL/path to serve from, or 'node' (each node's own store).")] = None,
+    store_key: Annotated[list[str] | None, STORE_KEY] = None,
+    version: Annotated[str | None, VERSION] = None,
     host: str = typer.Option("127.0.0.1", envvar="RECDRILL_HOST", help="Interface to bind."),
     http_port: int = typer.Option(8100, envvar="RECDRILL_HTTP_PORT",
                                   help="HTTP port of replica 0 (replica r: +r)."),
@@ -130,8 +130,7 @@ def serve(
                                   help="Token for recommend routes (default: open)."),
     admin_token: str = typer.Option(None, envvar="RECDRILL_ADMIN_TOKEN",
                                     help="Token for admin routes (default: admin off)."),
-    ray_address: str = typer.Option(None, envvar="RAY_ADDRESS",
-                                    help="Existing Ray cluster (default: embedded local Ray)."),
+    ray_address: Annotated[str | None, RAY_ADDRESS] = None,
     frontdoor: bool = typer.Option(True, "--frontdoor/--no-frontdoor",
                                    envvar="RECDRILL_FRONTDOOR",
                                    help="One HTTP + gRPC address (HAProxy) over the replicas."),
@@ -154,7 +153,7 @@ def serve(
 
     try:
         settings = ServeSettings(
-            artifact=artifact, store=store, public_key=public_key, key_files=tuple(key_file),
+            artifact=artifact, store=store, public_key=public_key, key_files=tuple(store_key or ()),
             version=version, host=host, http_port=http_port, grpc_port=grpc_port,
             proxy_port=proxy_port, replicas=replicas, num_cpus=num_cpus, batching=batching,
             max_batch_size=max_batch_size, max_in_flight=max_in_flight, deadline_s=deadline_s,

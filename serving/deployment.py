@@ -243,7 +243,7 @@ def check_artifact(settings: ServeSettings) -> None:
     and verified by each node's replicas)."""
     if settings.artifact is not None:
         make_source(artifact=settings.artifact, store=None,
-                    public_key_path=settings.public_key).fetch(settings.version)
+                    public_key_path=settings.public_key).fetch_verified(settings.version)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

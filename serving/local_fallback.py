@@ -36,8 +36,7 @@ class LocalFallback:
     def from_artifact(cls, path: str | os.PathLike[str],
                       public_key_path: str | os.PathLike[str]) -> LocalFallback:
         """Verify the artifact (digests and signature) first; fails closed like a replica."""
-        manifest = verify_artifact(path, public_key_path)
-        return cls(Catalog.load(path, manifest.version))
+        return cls(Catalog.from_manifest(path, verify_artifact(path, public_key_path)))
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """The degraded answer; bad input raises ``InvalidRequest`` as a replica would."""

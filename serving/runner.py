@@ -6,7 +6,7 @@ artifact's popularity / co-visitation lists without the model (``fallback``), an
 itself with a probe prediction before it is put into service (``probe``).
 
 Example:
-    >>> runner = ModelRunner.load("/tmp/sample-artifact", "v1")  # doctest: +SKIP
+    >>> runner = ModelRunner.load(DirectorySource(art, pub).fetch_verified())  # doctest: +SKIP
     >>> q = runner.resolve(RecommendRequest(user_id="1", k=5))  # doctest: +SKIP
     >>> runner.items_json(runner.score([q])[0])  # doctest: +SKIP
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from export.verify import VerifiedArtifact
 from serving.catalog import Catalog, Query, Ranked
 from serving.errors import ModelLoadError
 
@@ -63,17 +63,19 @@ class ModelRunner:
         self.items_json = catalog.items_json
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], version: str, *, threads: int | None = None,
+    def load(cls, artifact: VerifiedArtifact, *, threads: int | None = None,
              providers: Sequence[str] | None = None, use_int8: bool = False) -> ModelRunner:
-        """Load an already verified artifact directory; raises ModelLoadError on any defect."""
-        root, t0 = Path(path), time.perf_counter()
+        """Load a verified artifact (its verified Manifest included); raises ModelLoadError on
+        any defect."""
+        root, version, t0 = artifact.path, artifact.version, time.perf_counter()
         try:
             graph = root / ("model.int8.onnx" if use_int8 and (root / "model.int8.onnx").exists()
                             else "model.onnx")
             threads = threads or len(os.sched_getaffinity(0))
             session = ort.InferenceSession(str(graph), session_options(threads),
                                            providers=list(providers or choose_providers()))
-            return cls(session, Catalog.load(root, version), time.perf_counter() - t0)
+            catalog = Catalog.from_manifest(root, artifact.manifest)
+            return cls(session, catalog, time.perf_counter() - t0)
         except ModelLoadError:
             raise
         except Exception as exc:  # any defect of a verified artifact is still a refusal

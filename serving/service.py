@@ -162,12 +162,12 @@ class RecommendService:
         """Verified, loaded and probed runner of ``version`` (the one in service if loaded)."""
         t0 = time.perf_counter()
         try:
-            name, path = self.source.fetch(version)
-            verify_s = time.perf_counter() - t0
+            artifact = self.source.fetch_verified(version)
+            name, verify_s = artifact.version, time.perf_counter() - t0
             loaded = self._loaded(name)
             if loaded is not None:
                 return name, loaded, verify_s
-            runner = ModelRunner.load(path, name, threads=self.config.threads,
+            runner = ModelRunner.load(artifact, threads=self.config.threads,
                                       use_int8=self.config.use_int8)
             runner.probe()
         except ModelLoadError:

@@ -1,21 +1,27 @@
 """Where a replica gets a verified artifact directory: a plain directory, or the node's store.
 
-Both sources return ``(version, path)`` only after the artifact's signature and every file's
-digest have been checked, so the runner never loads unverified bytes. Sources are chosen by
-name (``SOURCES``), and the store one imports replication/ lazily.
+Both sources return a directory only after the artifact's signature and every file's digest
+have been checked, so the runner never loads unverified bytes; ``fetch_verified`` hands over
+the authenticated Manifest with it, so nothing reads manifest.json again. Each source keeps a
+``VerifiedCache``: fetching again a directory unchanged since this process verified it (the
+version in service, reloaded) costs a ``stat`` per file, not a re-hash; a changed file is
+still refused. Sources are chosen by name (``SOURCES``), and the store one imports
+replication/ lazily.
 
 Example:
     >>> src = DirectorySource("/tmp/sample-artifact", "/tmp/sample-artifact.pub")  # doctest: +SKIP
-    >>> version, path = src.fetch()  # doctest: +SKIP
+    >>> artifact = src.fetch_verified()  # doctest: +SKIP
+    >>> artifact.version, artifact.manifest.io["max_seq_len"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from export.verify import VerifiedArtifact, VerifiedCache
 from serving.errors import ModelLoadError
 
 __all__ = ["SOURCES", "ArtifactSource", "DirectorySource", "StoreSource", "make_source"]
@@ -24,7 +30,11 @@ __all__ = ["SOURCES", "ArtifactSource", "DirectorySource", "StoreSource", "make_
 class ArtifactSource(Protocol):
     """Returns a verified artifact directory of ``version`` (None: the current one)."""
 
-    def fetch(self, version: str | None = None) -> tuple[str, Path]: ...
+    def fetch_verified(self, version: str | None = None) -> VerifiedArtifact: ...
+
+    def fetch(self, version: str | None = None) -> tuple[str, Path]:
+        """``(version, path)`` of ``fetch_verified``, for callers that need no manifest."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,8 +43,13 @@ class DirectorySource:
 
     root: str
     public_key_path: str
+    verified: VerifiedCache = field(default_factory=VerifiedCache, compare=False, repr=False)
 
     def fetch(self, version: str | None = None) -> tuple[str, Path]:
+        artifact = self.fetch_verified(version)
+        return artifact.version, artifact.path
+
+    def fetch_verified(self, version: str | None = None) -> VerifiedArtifact:
         from export.errors import ExportError
         from export.verify import verify_artifact
 
@@ -45,12 +60,12 @@ class DirectorySource:
             raise ModelLoadError(f"{root} holds no manifest.json: pass an artifact directory, "
                                  "or name a version inside it")
         try:
-            manifest = verify_artifact(path, self.public_key_path)
+            manifest = verify_artifact(path, self.public_key_path, cache=self.verified)
         except ExportError as exc:
             raise ModelLoadError(f"version {version or '(current)'} refused: {exc}") from exc
         if version is not None and manifest.version != version:
             raise ModelLoadError(f"{path} holds version {manifest.version}, expected {version}")
-        return manifest.version, path
+        return VerifiedArtifact(path, manifest)
 
 
 @dataclass(frozen=True)
@@ -61,15 +76,22 @@ class StoreSource:
     public_key_path: str
     key_files: tuple[str, ...] = ()
     node_root: str | None = None
+    verified: VerifiedCache = field(default_factory=VerifiedCache, compare=False, repr=False)
 
     def fetch(self, version: str | None = None) -> tuple[str, Path]:
-        from replication import KeySpec, checkout, node_store_path
+        artifact = self.fetch_verified(version)
+        return artifact.version, artifact.path
+
+    def fetch_verified(self, version: str | None = None) -> VerifiedArtifact:
+        from replication import KeySpec, node_store_path
+        from replication.checkout import checkout_artifact
         from replication.errors import ReplicationError
 
         url = os.fspath(node_store_path(self.node_root)) if self.store == "node" else self.store
         try:
-            return checkout(url, version, public_key_path=self.public_key_path,
-                            key_provider=KeySpec(files=self.key_files))
+            return checkout_artifact(url, version, public_key_path=self.public_key_path,
+                                     key_provider=KeySpec(files=self.key_files),
+                                     verified=self.verified)
         except ReplicationError as exc:
             raise ModelLoadError(f"version {version or 'current'} refused by the store {url}: "
                                  f"{exc}") from exc

@@ -8,7 +8,7 @@ cannot gain from ties.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,15 +30,30 @@ class RankingMetrics:
                 f"{prefix}mrr": self.mrr}
 
 
+def _no_ranks() -> np.ndarray:
+    return np.empty(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class EvalResult:
-    """Unfiltered and seen-items-excluded metrics of one scorer on one split."""
+    """Unfiltered and seen-items-excluded metrics of one scorer on one split.
+
+    ``ranks`` / ``filtered_ranks`` keep every user's 0-based target rank (in split order) for
+    paired statistics; they are left out of equality and of :meth:`as_dict`.
+    """
 
     unfiltered: RankingMetrics
     seen_filtered: RankingMetrics
+    ranks: np.ndarray = field(default_factory=_no_ranks, compare=False, repr=False)
+    filtered_ranks: np.ndarray = field(default_factory=_no_ranks, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, float]:
         return {**self.unfiltered.as_dict(), **self.seen_filtered.as_dict("filtered_")}
+
+    def user_ndcg(self, filtered: bool = False) -> np.ndarray:
+        """Per-user NDCG@k, in split order (what :attr:`unfiltered` ``.ndcg`` averages)."""
+        metrics = self.seen_filtered if filtered else self.unfiltered
+        return ndcg_per_user(self.filtered_ranks if filtered else self.ranks, metrics.k)
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray,
@@ -61,6 +76,17 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray,
     return (scores >= target_scores).sum(axis=1) - 1
 
 
+def ndcg_per_user(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k of each user from 0-based target ranks (one relevant item: 1/log2(rank + 2)).
+
+    Example:
+        >>> ndcg_per_user(np.array([0, 1, 10]), k=10).round(4).tolist()
+        [1.0, 0.6309, 0.0]
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def summarize(ranks: np.ndarray, k: int = 10) -> RankingMetrics:
     """Aggregate 0-based ranks into HR@k, NDCG@k and MRR.
 
@@ -70,8 +96,7 @@ def summarize(ranks: np.ndarray, k: int = 10) -> RankingMetrics:
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     hit = ranks < k
-    ndcg = np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return RankingMetrics(hr=float(hit.mean()), ndcg=float(ndcg.mean()),
+    return RankingMetrics(hr=float(hit.mean()), ndcg=float(ndcg_per_user(ranks, k).mean()),
                           mrr=float((1.0 / (ranks + 1.0)).mean()), k=k, users=len(ranks))
 
 
@@ -85,4 +110,5 @@ def evaluate(scorer: Scorer, histories: Sequence[np.ndarray], targets: np.ndarra
         scores = scorer(hist)
         plain.append(target_ranks(scores, tgt))
         filtered.append(target_ranks(scores, tgt, exclude=hist))
-    return EvalResult(summarize(np.concatenate(plain), k), summarize(np.concatenate(filtered), k))
+    ranks, filtered_ranks = np.concatenate(plain), np.concatenate(filtered)
+    return EvalResult(summarize(ranks, k), summarize(filtered_ranks, k), ranks, filtered_ranks)

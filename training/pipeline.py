@@ -1,8 +1,13 @@
-"""One training run: load → clean → split → baselines → fine-tune → evaluate → checkpoint."""
+"""One training run: load → clean → split → baselines → fine-tune → evaluate → compare →
+checkpoint."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from training.fetch import fetch_movielens_100k
 from training.loaders import ColumnMapping, RawDataset, load_any
 from training.metrics import EvalResult, evaluate
 from training.model import ModelConfig
+from training.stats import PairedBootstrap, compare_to_baselines, comparison_sentence
 from training.train import TrainConfig, config_dict, torch_scorer, train_recommender
 
 MODEL_NAME = "sasrec"
@@ -23,7 +29,12 @@ MODEL_NAME = "sasrec"
 
 @dataclass(frozen=True)
 class RunReport:
-    """Test-split results of the transformer and every baseline."""
+    """Test-split results of the transformer and every baseline, how sure the comparison is,
+    and where it ran.
+
+    ``comparisons`` holds, per baseline, the paired bootstrap of the transformer's per-user
+    NDCG@10 minus the baseline's (see :func:`training.stats.compare_to_baselines`).
+    """
 
     dataset: str
     n_users: int
@@ -31,18 +42,55 @@ class RunReport:
     n_interactions: int
     results: dict[str, EvalResult]
     train_summary: dict[str, Any]
+    comparisons: dict[str, PairedBootstrap] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def best_baseline(self) -> str | None:
+        """The baseline with the highest mean NDCG@10 (unfiltered), if any."""
+        others = {n: r.unfiltered.ndcg for n, r in self.results.items() if n != MODEL_NAME}
+        return max(others, key=others.__getitem__) if others else None
 
     def beats_baselines(self) -> bool:
-        """True when the transformer leads every baseline on both HR@10 and NDCG@10."""
-        ours = self.results[MODEL_NAME].unfiltered
-        return all(ours.hr > r.unfiltered.hr and ours.ndcg > r.unfiltered.ndcg
-                   for name, r in self.results.items() if name != MODEL_NAME)
+        """True when the transformer's NDCG@10 lead over every baseline has a 95% bootstrap
+        interval above zero (not merely a higher mean)."""
+        return bool(self.comparisons) and all(c.beats for c in self.comparisons.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "n_users": self.n_users, "n_items": self.n_items,
                 "n_interactions": self.n_interactions, "train": self.train_summary,
-                "beats_baselines": self.beats_baselines(),
+                "machine": self.machine, "beats_baselines": self.beats_baselines(),
+                "best_baseline": self.best_baseline(),
+                "vs_baselines": {n: c.as_dict() for n, c in self.comparisons.items()},
                 "test": {name: r.as_dict() for name, r in self.results.items()}}
+
+
+def run_provenance() -> dict[str, Any]:
+    """The machine and code a run came from: CPU, cores, Python, torch, UTC date, git commit."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **_git_commit(Path(__file__).resolve().parents[1])}
+
+
+def _git_commit(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
 
 
 def load_source(source: str, mapping: ColumnMapping | None = None) -> RawDataset:
@@ -52,11 +100,17 @@ def load_source(source: str, mapping: ColumnMapping | None = None) -> RawDataset
     return load_any(Path(source), mapping)
 
 
-def run_training(source: str, out_dir: Path, model_config: ModelConfig = ModelConfig(),
-                 train_config: TrainConfig = TrainConfig(),
-                 clean_config: CleanConfig = CleanConfig(),
+def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = None,
+                 train_config: TrainConfig | None = None,
+                 clean_config: CleanConfig | None = None,
                  mapping: ColumnMapping | None = None, progress: bool = True) -> RunReport:
-    """Train the recommender on ``source``, compare with baselines, write a checkpoint."""
+    """Train the recommender on ``source``, compare with baselines, write a checkpoint.
+
+    Configs left ``None`` take their defaults.
+    """
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    clean_config = clean_config or CleanConfig()
     raw = load_source(source, mapping)
     data: SequenceData = leave_one_out(clean_interactions(raw.interactions, clean_config))
     trained = train_recommender(data, model_config, train_config, progress=progress)
@@ -65,7 +119,8 @@ def run_training(source: str, out_dir: Path, model_config: ModelConfig = ModelCo
     for name, scorer in fit_baselines(data.train_sequences(), data.n_items).items():
         results[name] = evaluate(scorer, histories, targets)
     report = RunReport(source, data.n_users, data.n_items, sum(len(s) for s in data.sequences),
-                       results, trained.summary())
+                       results, {**trained.summary(), "seed": train_config.seed},
+                       compare_to_baselines(results, MODEL_NAME), run_provenance())
     meta = {"config": config_dict(model_config, train_config), "clean": asdict(clean_config),
             "source": source, "metrics": report.as_dict()}
     save_checkpoint(out_dir, trained.model, data, raw.items, meta)
@@ -82,4 +137,9 @@ def render_table(report: RunReport, console: Console | None = None) -> None:
     for name, res in report.results.items():
         u, f = res.unfiltered, res.seen_filtered
         table.add_row(name, *(f"{v:.4f}" for v in (u.hr, u.ndcg, u.mrr, f.hr, f.ndcg, f.mrr)))
-    (console or Console(stderr=True, width=130)).print(table)
+    console = console or Console(stderr=True, width=130)
+    console.print(table)
+    best = report.best_baseline()
+    if best is not None and best in report.comparisons:
+        console.print(comparison_sentence(MODEL_NAME, best, report.comparisons[best].as_dict()),
+                      highlight=False, soft_wrap=True)

@@ -28,8 +28,8 @@ def build_app(artifact: Path, threads: int = 1, model_file: str = "model.onnx") 
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
-    from bench.contenders.catalog import InvalidInput
     from bench.contenders.ort_model import OrtModel
+    from serving.errors import InvalidRequest
 
     model = OrtModel.load(artifact, threads, model_file)
     app = FastAPI(title="fastapi-ort baseline")
@@ -42,7 +42,7 @@ def build_app(artifact: Path, threads: int = 1, model_file: str = "model.onnx") 
     async def recommend(request: RecommendRequest) -> Any:
         try:
             return model.recommend(request, "fastapi-ort")
-        except InvalidInput as exc:
+        except InvalidRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
 
     return app

@@ -18,19 +18,24 @@ __all__ = ["build_app", "main"]
 
 def build_app(checkpoint: Path) -> Any:
     """The Flask app over one checkpoint (held-out-test histories: each sequence minus its last)."""
+    import numpy as np
     import torch
     from flask import Flask, jsonify, request
     from pydantic import ValidationError
 
-    from bench.contenders.catalog import Catalog, InvalidInput, left_pad_one
+    from bench.contenders.catalog import answer, left_pad_one
+    from export.fallback import build_fallback
+    from serving.catalog import Catalog
+    from serving.errors import InvalidRequest
     from serving.schemas import RecommendRequest
     from training.checkpoint import item_table, load_checkpoint
 
     ck = load_checkpoint(checkpoint)
     model = ck.model.eval()
-    catalog = Catalog.build(item_table(ck.data, ck.items), ck.data.user_ids,
-                            [s[:-1] for s in ck.data.sequences], model.config.max_seq_len,
-                            "checkpoint")
+    histories = [np.asarray(s[:-1], dtype=np.int64) for s in ck.data.sequences]
+    catalog = Catalog("checkpoint", model.config.max_seq_len, item_table(ck.data, ck.items),
+                      dict(zip(map(str, ck.data.user_ids), histories, strict=True)),
+                      build_fallback(histories, ck.data.n_items))
     app = Flask("flask-torch")
 
     @app.get("/healthz")
@@ -40,14 +45,13 @@ def build_app(checkpoint: Path) -> Any:
     @app.post("/v1/recommend")
     def recommend() -> Any:
         try:
-            req = RecommendRequest.model_validate(request.get_json(force=True))
-            history = catalog.history_of(req)
-        except (ValidationError, InvalidInput) as exc:
+            query = catalog.resolve(RecommendRequest.model_validate(request.get_json(force=True)))
+        except (ValidationError, InvalidRequest) as exc:
             return jsonify(error=str(exc)), 400
         with torch.no_grad():
-            ids = torch.from_numpy(left_pad_one(history, catalog.max_seq_len))
+            ids = torch.from_numpy(left_pad_one(query.seq, catalog.max_seq_len))
             scores = model(ids)[0].numpy()
-        return jsonify(catalog.answer(scores, history, req, "flask-torch"))
+        return jsonify(answer(catalog, scores, query, "flask-torch"))
 
     return app
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.contenders.catalog import Catalog, left_pad_one
+from bench.contenders.catalog import answer, left_pad_one, load_catalog
+from serving.catalog import Catalog
 from serving.schemas import RecommendRequest
 
 __all__ = ["OrtModel"]
@@ -16,7 +17,7 @@ __all__ = ["OrtModel"]
 
 @dataclass(frozen=True, eq=False)
 class OrtModel:
-    """Catalog + session; :meth:`recommend` raises ``InvalidInput`` for unknown users/items.
+    """Catalog + session; :meth:`recommend` raises ``InvalidRequest`` for unknown users/items.
 
     Example::
 
@@ -38,7 +39,7 @@ class OrtModel:
         session = ort.InferenceSession(str(artifact / model_file), session_options(threads),
                                        providers=["CPUExecutionProvider"])
         session.run(None, {"input_ids": np.ones((1, 1), dtype=np.int64)})
-        return OrtModel(Catalog.from_artifact(artifact), session)
+        return OrtModel(load_catalog(artifact), session)
 
     @property
     def version(self) -> str:
@@ -46,7 +47,7 @@ class OrtModel:
 
     def recommend(self, request: RecommendRequest, replica: str) -> dict[str, Any]:
         """Top-K for one request, in serving's answer shape."""
-        history = self.catalog.history_of(request)
-        ids = left_pad_one(history, self.catalog.max_seq_len)
+        query = self.catalog.resolve(request)
+        ids = left_pad_one(query.seq, self.catalog.max_seq_len)
         scores = self.session.run(None, {"input_ids": ids})[0][0]
-        return self.catalog.answer(scores, history, request, replica)
+        return answer(self.catalog, scores, query, replica)

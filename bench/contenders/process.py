@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from bench.loadgen.errors import ContenderError
+from serving.testing import free_port, wait_http_ready
 
 __all__ = ["ServerProcess", "free_port", "renice_session", "session_pids"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def session_pids(sid: int) -> list[int]:
@@ -114,18 +105,10 @@ class ServerProcess:
     @staticmethod
     def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
         """Poll ``url`` until it answers 200; ContenderError on timeout or if ``proc`` exits."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise ContenderError(f"exited with {proc.returncode} before it was ready")
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise ContenderError(f"{url} was not ready within {timeout_s} s")
+        try:
+            wait_http_ready(url, timeout_s, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise ContenderError(str(exc)) from None
 
     @property
     def running(self) -> bool:

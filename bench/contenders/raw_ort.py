@@ -24,11 +24,11 @@ def measure(artifact: Path, workload: Any, duration_s: float, threads: int = 1,
     import numpy as np
     import onnxruntime as ort
 
-    from bench.contenders.catalog import Catalog, left_pad_one
+    from bench.contenders.catalog import answer, left_pad_one, load_catalog
     from bench.loadgen.quality import quality_of, rank_of
     from bench.loadgen.recorder import new_histogram, summarize
 
-    catalog = Catalog.from_artifact(artifact)
+    catalog = load_catalog(artifact)
     from serving.runner import session_options
 
     session = ort.InferenceSession(str(artifact / model_file), session_options(threads),
@@ -39,10 +39,10 @@ def measure(artifact: Path, workload: Any, duration_s: float, threads: int = 1,
 
     def call(i: int) -> int:
         req = requests[i]
-        history = catalog.history_of(req)
-        scores = session.run(None, {"input_ids": left_pad_one(history, catalog.max_seq_len)})[0][0]
-        answer = catalog.answer(scores, history, req, "raw-ort")
-        return rank_of(targets[i], [item["item_id"] for item in answer["items"]])
+        query = catalog.resolve(req)
+        scores = session.run(None, {"input_ids": left_pad_one(query.seq, catalog.max_seq_len)})[0][0]
+        body = answer(catalog, scores, query, "raw-ort")
+        return rank_of(targets[i], [item["item_id"] for item in body["items"]])
 
     for i in order[:200]:  # warm-up
         call(int(i))

@@ -99,11 +99,11 @@ def build_app(artifact: Path, replicas: int, max_ongoing_requests: int | None = 
 
         @api.post("/v1/recommend")
         async def recommend(self, request: RecommendRequest) -> Any:
-            from bench.contenders.catalog import InvalidInput
+            from serving.errors import InvalidRequest
 
             try:
                 return self.model.recommend(request, "serve-haproxy")
-            except InvalidInput as exc:
+            except InvalidRequest as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
 
     return OrtRecommender.bind(str(artifact.resolve()))  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ def build_app(artifact: Path, replicas: int, max_ongoing_requests: int | None = 
 
 def main() -> None:
     """Start the Ray instance with HAProxy mode on, deploy, print a JSON line, serve until told."""
-    from bench.contenders.process import free_port
+    from serving.testing import free_port
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, required=True)

@@ -4,39 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 import bench.loadgen
 from bench.cli import EXIT_CONFIG, app
-from bench.contenders.catalog import Catalog, InvalidInput, left_pad_one, top_k
 from bench.loadgen.compare import ContenderRecord, goals, ratios
 from bench.loadgen.report import markdown_report, plot_curves, plot_timeline
 from bench.loadgen.saturation import Step
 from bench.suite import parse_endpoint
-from serving.schemas import RecommendRequest
 
 
 def test_loadgen_all_names_exist() -> None:
     assert len(set(bench.loadgen.__all__)) == len(bench.loadgen.__all__)
     for name in bench.loadgen.__all__:
         assert hasattr(bench.loadgen, name), name
-
-
-def test_catalog_answers_in_the_serving_contract() -> None:
-    items = pd.DataFrame({"index": [1, 2, 3], "item_id": ["a", "b", "c"], "title": list("ABC")})
-    cat = Catalog.build(items, ["u"], [np.array([2])], max_seq_len=4, version="v")
-    req = RecommendRequest(user_id="u", k=2)
-    history = cat.history_of(req)
-    body = cat.answer(np.array([0.1, 0.9, 0.5], dtype=np.float32), history, req, "r")
-    assert [i["item_id"] for i in body["items"]] == ["c", "a"] and body["degraded"] is False
-    assert cat.history_of(RecommendRequest(history=["c", "a"])).tolist() == [3, 1]
-    with pytest.raises(InvalidInput, match="unknown"):
-        cat.history_of(RecommendRequest(user_id="nobody"))
-    assert left_pad_one(np.arange(1, 7), 4).tolist() == [[3, 4, 5, 6]]
-    assert top_k(np.array([3.0, 2.0, 1.0]), None, 5).tolist() == [1, 2, 3]
 
 
 def test_reports_are_written(tmp_path: Path) -> None:
@@ -57,6 +39,6 @@ def test_endpoints_and_cli_configuration_errors(tmp_path: Path) -> None:
     assert parse_endpoint("x=http://a:1,http://a:2").addresses == ("http://a:1", "http://a:2")
     with pytest.raises(ValueError):
         parse_endpoint("x=ftp://a")
-    result = CliRunner().invoke(app, ["load", "-a", "http://127.0.0.1:9", "--artifact",
+    result = CliRunner().invoke(app, ["load", "-t", "http://127.0.0.1:9", "--artifact",
                                       str(tmp_path), "--phases", "during:5-1"])
     assert result.exit_code == EXIT_CONFIG, result.output

@@ -124,6 +124,116 @@ def test_invalid_manifest_is_rejected_naming_the_field(
         Manifest.from_json_bytes(json.dumps(obj).encode())
 
 
+# Canonical bytes as written by earlier releases (hand-validated dataclasses): any change to
+# what the schema keeps or how it serialises breaks the signature of existing artifacts.
+GOLDEN = b"""{
+  "created_at": "2026-11-29T16:56:27Z",
+  "files": [
+    {
+      "path": "items.parquet",
+      "sha256": "ccef5806cbea7b36be4032568900b2f857ba43f2bb29752cff51db38fb1a1171",
+      "size": 51061
+    },
+    {
+      "path": "sub/model.onnx",
+      "sha256": "1e99f0382ab924bd96c4eca1ff1a07106e678f116998af0e0a6233bdfa28f001",
+      "size": 0
+    }
+  ],
+  "format": "recdrill-artifact/1",
+  "io": {
+    "inputs": [
+      {
+        "dtype": "int64",
+        "name": "input_ids",
+        "shape": [
+          "batch",
+          "seq"
+        ]
+      }
+    ],
+    "item_index_base": 1,
+    "max_seq_len": 50,
+    "n_items": 1682,
+    "outputs": [
+      {
+        "dtype": "float32",
+        "name": "scores",
+        "notes": {
+          "x": null
+        },
+        "shape": [
+          "batch",
+          1682
+        ]
+      }
+    ]
+  },
+  "kind": "sequential-recommender",
+  "metrics": {
+    "count": 3,
+    "parity_max_abs_diff": 2.86102294921875e-06,
+    "test_ndcg@10": 0.0
+  },
+  "parent": null,
+  "signing": {
+    "key_id": "8c2e5bca4341914b",
+    "method": "model-signing/ec-p256"
+  },
+  "version": "20261129T165626Z"
+}
+"""
+
+
+def test_existing_bytes_round_trip_exactly() -> None:
+    manifest = Manifest.from_json_bytes(GOLDEN)
+    assert manifest.to_json_bytes() == GOLDEN
+    assert manifest.metrics["count"] == 3 and isinstance(manifest.metrics["count"], int)
+    assert dict(manifest.io["outputs"][0])["notes"] == {"x": None}  # unknown keys are kept
+    assert manifest.signing == {"key_id": "8c2e5bca4341914b", "method": "model-signing/ec-p256"}
+    sha256 = "1e99f0382ab924bd96c4eca1ff1a07106e678f116998af0e0a6233bdfa28f001"
+    assert manifest.files[1] == FileEntry("sub/model.onnx", sha256, 0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda o: o["io"]["inputs"][0].pop("dtype"), r"^io\.inputs\[0\]\.dtype: required field"),
+        (lambda o: o["files"][1].update(size=True), r"^files\[1\]\.size: expected a valid integer"),
+        (lambda o: o["files"][0].update(size=-1), r"^files\[0\]\.size: expected a non-negative"),
+        (lambda o: o.update(version=""), r"^version: expected a non-empty string"),
+        (lambda o: o.update(parent=7), r"^parent: expected a valid string, found 7"),
+        (lambda o: o.pop("signing"), r"^signing: required field is missing"),
+        (lambda o: o["metrics"].update(loss=float("nan")), r"^metrics\.loss: expected a finite"),
+        (lambda o: o["io"].update(extra=float("inf")), r"^io: expected plain JSON values"),
+        (lambda o: o["signing"].update(extra="x"), r"^signing\.extra: unknown field"),
+        (
+            lambda o: o.update(format="x", kind="y"),
+            (r"^format: expected 'recdrill-artifact/1', found 'x'; this reader understands only "
+             r"that format: re-export with this version of recdrill$"),
+        ),
+    ],
+)
+def test_refusal_names_the_field_path(edit: object, message: str) -> None:
+    obj = json.loads(GOLDEN)
+    edit(obj)  # type: ignore[operator]
+    with pytest.raises(ManifestError, match=message):
+        Manifest.from_json_bytes(json.dumps(obj).encode())
+
+
+def test_unknown_keys_of_a_file_entry_are_ignored_as_before() -> None:
+    obj = json.loads(GOLDEN)
+    obj["files"][0]["mode"] = "0644"
+    assert Manifest.from_json_bytes(json.dumps(obj).encode()).to_json_bytes() == GOLDEN
+
+
+def test_direct_construction_raises_manifest_error_naming_the_field() -> None:
+    with pytest.raises(ManifestError, match=r"^sha256: expected 64 lowercase hex"):
+        FileEntry("model.onnx", "abc", 1)
+    with pytest.raises(ManifestError, match=r"^size: expected a valid integer"):
+        FileEntry("model.onnx", "0" * 64, "1")  # type: ignore[arg-type]
+
+
 def test_build_rejects_values_json_cannot_hold(artifact_dir: Path) -> None:
     with pytest.raises(ManifestError, match="metrics"):
         _manifest(artifact_dir, metrics={"ndcg@10": "high"})

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from serving.testing import free_port, port_open, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -49,7 +44,7 @@ def ray_start_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
         start("--head", f"--port={port}", "--dashboard-host=127.0.0.1",
               f"--dashboard-port={dash}", f"--temp-dir={short / 'head'}",
               "--include-dashboard=true")
-        time.sleep(8)
+        wait_until(lambda: port_open(port), 60, 0.2, what=f"the head's GCS on port {port}")
         start(f"--address=127.0.0.1:{port}", f"--temp-dir={short / 'worker'}")
         yield {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dash}", "RAY_GCS": f"127.0.0.1:{port}"}
     finally:

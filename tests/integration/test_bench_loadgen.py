@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.contenders.process import ServerProcess, free_port
+from bench.contenders.process import ServerProcess
 from bench.loadgen import (
     LoadConfig,
     Status,
@@ -32,6 +33,7 @@ from bench.loadgen import (
     summarize,
 )
 from bench.loadgen.workload import HeldOutUser
+from serving.testing import free_port
 
 ANSWER = (b'{"items": [{"item_id": "a", "title": "A", "score": 1.0}], "model_version": "v", '
           b'"degraded": false, "replica": "r", "node": "n"}')
@@ -73,7 +75,7 @@ class StallServer:
         self._loop.run_until_complete(runner.cleanup())
         self._loop.close()
 
-    def __enter__(self) -> StallServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         assert self._ready.wait(10)
         return self

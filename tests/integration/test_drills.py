@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from drill_factory import DrillFiles, build_drill_files
 
+from serving.testing import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -134,11 +136,9 @@ def test_drill_runs_as_a_ray_job_on_a_ray_start_cluster(files: DrillFiles, tmp_p
                                                         ray_start_cluster: dict[str, str]) -> None:
     env = ray_start_cluster
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    deadline = time.monotonic() + 60
-    while subprocess.run([ray_bin, "job", "list", "--address", env["RAY_ADDRESS"]], env=env,
-                         capture_output=True, check=False).returncode != 0:
-        assert time.monotonic() < deadline, "the job server did not come up"
-        time.sleep(1)
+    wait_until(lambda: subprocess.run([ray_bin, "job", "list", "--address", env["RAY_ADDRESS"]],
+                                      env=env, capture_output=True, check=False).returncode == 0,
+               60, 1.0, what="the job server")
     out = tmp_path / "job-out"
     cmd = [ray_bin, "job", "submit", "--address", env["RAY_ADDRESS"], "--working-dir",
            str(ROOT), "--", "python", "-m", "drills", "run", "drills/scenarios/replica-kill.yaml",

@@ -10,10 +10,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,15 +26,9 @@ from serving_factory import build_artifacts
 
 from serving.proto import recdrill_pb2 as pb
 from serving.proto import recdrill_pb2_grpc as pbg
-from serving.server import free_port_base
+from serving.testing import free_port, free_port_base, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -44,19 +36,6 @@ def _post(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
                                  headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:
         return dict(json.loads(resp.read()))
-
-
-def _until(what: str, timeout_s: float, probe: Any) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = probe()
-            if value:
-                return value
-        except (OSError, urllib.error.URLError, ValueError):
-            pass
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_serve_run_config_then_recdrill_serve_leaves_the_other_app_alone(
@@ -83,7 +62,9 @@ def test_serve_run_config_then_recdrill_serve_leaves_the_other_app_alone(
         out, _ = ray_run.communicate(timeout=240)
         assert ray_run.returncode == 0, out[-3000:]
         other = f"http://127.0.0.1:{base}"
-        assert _until("the serve-run app", 60, lambda: _post(other))["model_version"] == "v1"
+        answer = wait_until(lambda: _post(other), 60, 0.5, what="the serve-run app",
+                            ignore=(OSError, ValueError))
+        assert answer["model_version"] == "v1"
 
         rd_base = free_port_base(2, start=base + 200)
         door_http, door_grpc, door_metrics = free_port(), free_port(), free_port()
@@ -115,7 +96,7 @@ def test_serve_run_config_then_recdrill_serve_leaves_the_other_app_alone(
 
         recdrill.send_signal(signal.SIGINT)
         assert recdrill.wait(90) == 0, recdrill.stderr.read()[-3000:] if recdrill.stderr else ""
-        _until("recdrill's replicas to go", 30, lambda: _closed(info["http"][0]))
+        wait_until(lambda: _closed(info["http"][0]), 30, 0.5, what="recdrill's replicas to go")
         assert _closed(door["http"])  # the front door went with it
         assert _post(other)["model_version"] == "v1"  # the other application is untouched
     finally:

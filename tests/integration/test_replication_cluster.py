@@ -1,6 +1,6 @@
 """Replication on a real multi-node Ray cluster (head + 3 workers via ray.cluster_utils.Cluster).
 
-The tests run in order and share one cluster and one set of stores: publish, raylet SIGKILLs
+The tests run in order and share one cluster and one set of stores: publish, node SIGKILLs
 during and after a publish, a new node catching up, a flipped byte repaired from a peer, the
 primary store deleted and a standby promoted, and finally the audit chain.
 """
@@ -9,42 +9,35 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "replication"))
 
 from replication.checkout import node_name
 from replication.cluster import ClusterConfig, ReplicationCluster
 from replication.errors import ConfigError, IntegrityError, QuorumNotReached
 from replication.keys import KeySpec, generate_key_file
 from replication.localcluster import local_ray_cluster
-from replication.testing import SigningKeys, make_artifact, make_keys
+from replication.testing import (
+    SigningKeys,
+    flip_byte,
+    kill_node,
+    make_artifact,
+    make_keys,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parents[2]
+
 MB = 1024 * 1024
-
-
-def _wait_for(
-    predicate: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.01
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 class Env:
@@ -73,20 +66,17 @@ class Env:
     def artifact(self, version: str, model_bytes: int = 64 * 1024) -> Path:
         return make_artifact(self.root / "artifacts", version, self.keys, model_bytes=model_bytes)
 
-    def kill_raylet(self, worker: Any, *, with_replicator: bool = False) -> str:
-        """SIGKILL the node's raylet; ``with_replicator`` also kills its replicator process,
-        which otherwise finishes the call it is serving (a whole-machine loss)."""
+    def kill_node(self, worker: Any, *, raylet_only: bool = False) -> str:
+        """SIGKILL the node's raylet and, unless ``raylet_only``, every process it started: a
+        whole-machine loss, its replicator included (which would otherwise finish the call it
+        is serving)."""
         import ray
 
         name = node_name(worker.node_id)
-        pid = (
-            ray.get(self.rc.fleet.handles[name].pid.remote(), timeout=30)
-            if with_replicator
-            else None
-        )
-        os.kill(worker.all_processes["raylet"][0].process.pid, signal.SIGKILL)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
+        replicator = (None if raylet_only
+                      else ray.get(self.rc.fleet.handles[name].pid.remote(), timeout=30))
+        killed = kill_node(worker.node_id, raylet_only=raylet_only)
+        assert replicator is None or replicator in killed, (replicator, killed)
         self.killed.append(name)
         return name
 
@@ -170,21 +160,14 @@ def test_raylet_sigkill_during_and_after_publish_loses_no_committed_version(env:
     publisher = threading.Thread(target=run)
     publisher.start()
     # Kill as soon as the victim starts receiving v2 (a new blob or its temp file appears).
-    _wait_for(
-        lambda: set(os.listdir(victim_store / "blobs" / "sha256")) - blobs_before,
-        60,
-        "the victim to start copying v2",
-    )
-    victim = env.kill_raylet(env.workers[0], with_replicator=True)  # during the prepare phase
+    wait_until(lambda: set(os.listdir(victim_store / "blobs" / "sha256")) - blobs_before,
+               60, 0.01, what="the victim to start copying v2")
+    victim = env.kill_node(env.workers[0])  # during the prepare phase
     publisher.join(timeout=120)
     assert not publisher.is_alive()
-    _wait_for(
-        lambda: (
-            victim in env.rc.status()["nodes"] and not env.rc.status()["nodes"][victim]["alive"]
-        ),
-        30,
-        "the dead node to be noticed",
-    )
+    wait_until(lambda: victim in env.rc.status()["nodes"]
+               and not env.rc.status()["nodes"][victim]["alive"],
+               30, 0.01, what="the dead node to be noticed")
 
     print("publish under SIGKILL:", outcome.get("result") or repr(outcome.get("aborted")))
     listing = env.rc.list_versions()
@@ -205,12 +188,9 @@ def test_raylet_sigkill_during_and_after_publish_loses_no_committed_version(env:
     assert set(dead_inv.committed()) <= set(committed)  # the dead node never committed more
     assert all(dead_inv.complete(v) for v in dead_inv.committed())  # nor half of anything
 
-    env.kill_raylet(env.workers[1])  # after a commit
-    _wait_for(
-        lambda: len([n for n, s in env.rc.status()["nodes"].items() if s["alive"]]) == 2,
-        30,
-        "second dead node to be noticed",
-    )
+    env.kill_node(env.workers[1], raylet_only=True)  # after a commit
+    wait_until(lambda: len([n for n, s in env.rc.status()["nodes"].items() if s["alive"]]) == 2,
+               30, 0.01, what="second dead node to be noticed")
     loaded = env.load_everywhere("t2")
     assert len(loaded) == 2 and {v for v, _ in loaded.values()} == {committed[-1]}
 
@@ -233,9 +213,7 @@ def test_flipped_byte_on_one_node_is_rejected_and_repaired_from_a_peer(env: Env)
     vs = VersionStore(open_store(store), env.key_spec.load(), node="reader")
     digest = next(f.sha256 for f in vs.get_record(current).files if f.path == "model.onnx")
     blob = store / "blobs" / "sha256" / digest
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    flip_byte(blob, blob.stat().st_size // 2)
 
     with pytest.raises(ray.exceptions.RayTaskError) as info:
         env.load_everywhere("t3-corrupt")
@@ -281,9 +259,9 @@ def test_primary_store_deleted_standby_promoted_and_next_publish_succeeds(env: E
             env.config.public_key_path,
             "--audit",
             env.config.audit_path,
-            "--key-file",
+            "--store-key",
             env.key_spec.files[0],
-            "--address",
+            "--ray-address",
             env.cluster.address,
         ],
         check=False,

@@ -11,7 +11,6 @@ import asyncio
 import json
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +31,9 @@ from serving.proto import recdrill_pb2_grpc as pbg
 from serving.retry import RetryPolicy
 from serving.runner import ModelRunner
 from serving.schemas import RecommendRequest
-from serving.server import Endpoint, free_port_base
+from serving.server import Endpoint
+from serving.source import DirectorySource
+from serving.testing import free_port_base, wait_until
 
 
 class Env:
@@ -89,7 +90,7 @@ class Traffic:
     async def _one(self, client: Client) -> None:
         try:
             answer = await client.recommend(RecommendRequest(user_id="u1", k=5))
-        except Exception as exc:  # every failure is a test failure
+        except Exception as exc:  # noqa: BLE001 - every failure is a test failure
             self.failures.append(repr(exc))
             return
         self.ok += 1
@@ -103,15 +104,6 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
-
-
-def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _post(url: str, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -134,7 +126,9 @@ def _answers(env: Env, version: str) -> bool:
 
 
 def test_http_and_grpc_equal_the_runner_and_replicas_spread(env: Env) -> None:
-    runner = ModelRunner.load(env.artifacts.path("v1"), "v1", threads=1)
+    artifact = DirectorySource(str(env.artifacts.root),
+                               str(env.artifacts.public_key)).fetch_verified("v1")
+    runner = ModelRunner.load(artifact, threads=1)
     nodes = set()
     for ep in env.endpoints:
         with grpc.insecure_channel(ep.grpc_target) as channel:
@@ -160,10 +154,10 @@ def test_http_and_grpc_equal_the_runner_and_replicas_spread(env: Env) -> None:
 def test_bad_input_gets_its_documented_error(env: Env, body: Any, status: int) -> None:
     code, answer = _post(env.http[0], body)
     assert code == status and answer["error"]
-    with grpc.insecure_channel(env.endpoints[0].grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            pbg.RecommenderStub(channel).Recommend(pb.RecommendRequest(k=500, user_id="u1"),
-                                                   timeout=10)
+    with (grpc.insecure_channel(env.endpoints[0].grpc_target) as channel,
+          pytest.raises(grpc.RpcError) as err):
+        pbg.RecommenderStub(channel).Recommend(pb.RecommendRequest(k=500, user_id="u1"),
+                                               timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _post(env.http[0], {"user_id": "u1"})[0] == 200  # the replica is alive
 
@@ -176,13 +170,13 @@ def test_killing_a_replica_under_traffic_fails_no_request(env: Env) -> None:
     assert len(names) == 2
     victim = ray.get_actor(names[0], namespace="serve")
     with Traffic(env.http) as traffic:
-        _wait_for(lambda: traffic.ok >= 60, 30, "steady traffic")
+        wait_until(lambda: traffic.ok >= 60, 30, 0.2, what="steady traffic")
         ray.kill(victim, no_restart=True)
         killed_at = traffic.ok
-        _wait_for(lambda: len([a for a in ray.util.list_named_actors(all_namespaces=True)
-                               if "RecommenderReplica" in a["name"]]) == 2
-                  and _answers(env, "v1"), 60, "the replica to be replaced")
-        _wait_for(lambda: traffic.ok >= killed_at + 60, 30, "traffic after the restart")
+        wait_until(lambda: len([a for a in ray.util.list_named_actors(all_namespaces=True)
+                                if "RecommenderReplica" in a["name"]]) == 2
+                   and _answers(env, "v1"), 60, 0.2, what="the replica to be replaced")
+        wait_until(lambda: traffic.ok >= killed_at + 60, 30, 0.2, what="traffic after the restart")
     assert traffic.failures == []
     assert traffic.ok > 120
 
@@ -191,11 +185,11 @@ def test_version_swap_under_traffic_fails_no_request(env: Env) -> None:
     from serving.deployment import set_version
 
     with Traffic(env.http) as traffic:
-        _wait_for(lambda: traffic.ok >= 30, 30, "steady traffic")
+        wait_until(lambda: traffic.ok >= 30, 30, 0.2, what="steady traffic")
         set_version(env.settings, "v2")
-        _wait_for(lambda: _answers(env, "v2"), 60, "every replica to serve v2")
+        wait_until(lambda: _answers(env, "v2"), 60, 0.2, what="every replica to serve v2")
         swapped = traffic.ok
-        _wait_for(lambda: traffic.ok >= swapped + 30, 30, "traffic after the swap")
+        wait_until(lambda: traffic.ok >= swapped + 30, 30, 0.2, what="traffic after the swap")
     assert traffic.failures == []
     assert {"v1", "v2"} <= set(traffic.versions) and traffic.versions[-1] == "v2"
 
@@ -207,8 +201,8 @@ def test_tampered_version_is_refused_and_the_old_one_keeps_serving(env: Env) -> 
 
     set_version(env.settings.model_copy(update={"version": "v2"}), "bad")
     handle = serve.get_app_handle(env.settings.app_name)
-    _wait_for(lambda: any("model.onnx" in r for r in handle.status.remote().result()["refusals"]),
-              30, "the refusal to be recorded")
+    wait_until(lambda: any("model.onnx" in r for r in handle.status.remote().result()["refusals"]),
+               30, 0.2, what="the refusal to be recorded")
     assert _answers(env, "v2")
     with urllib.request.urlopen(env.http[0] + "/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
@@ -222,8 +216,8 @@ def test_registry_is_kept_fresh_and_a_version_swap_keeps_the_replica_processes(e
     assert [r["rank"] for r in before] == [0, 1]
     assert all(r["age_s"] < 10 for r in before)  # refreshed by each replica's heartbeat
     set_version(env.settings, "v1")
-    _wait_for(lambda: _answers(env, "v1"), 60, "every replica to serve v1")
-    _wait_for(lambda: all(r["version"] == "v1" for r in list_replicas(env.settings.app_name)),
-              15, "the registry to show v1")
+    wait_until(lambda: _answers(env, "v1"), 60, 0.2, what="every replica to serve v1")
+    wait_until(lambda: all(r["version"] == "v1" for r in list_replicas(env.settings.app_name)),
+               15, 0.2, what="the registry to show v1")
     after = list_replicas(env.settings.app_name)
     assert [r["pid"] for r in after] == [r["pid"] for r in before]  # reconfigured in place

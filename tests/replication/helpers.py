@@ -1,4 +1,8 @@
-"""Shared helpers: put an artifact into a store as a committed version."""
+"""Shared helpers: put an artifact into a store as a committed version.
+
+``flip_byte`` ships in ``replication.testing``; it is re-exported here until every test
+imports it from there.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from replication.keys import Keyring
 from replication.repo import Ref, VersionStore
 from replication.store import open_store
 from replication.sync import upload_artifact
+from replication.testing import flip_byte
+
+__all__ = ["committed_store", "flip_byte"]
 
 
 def committed_store(
@@ -26,9 +33,3 @@ def committed_store(
     vs.mark_committed(ref)
     vs.flip_current(ref)
     return vs
-
-
-def flip_byte(path: Path, offset: int = -1) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))

@@ -4,11 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import committed_store, flip_byte
+from helpers import committed_store
 
 from replication.audit import AuditLog
 from replication.cli import ExitCode, main
 from replication.keys import KeySpec
+from replication.testing import flip_byte
 
 
 def _json(capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
@@ -22,7 +23,7 @@ def test_keygen_then_checkout_through_the_cli(tmp_path: Path, artifact, signing_
     committed_store(tmp_path / "s", KeySpec(files=(str(key),), env_var=None).load(), artifact("v1"),
                     signing_keys.public)
     args = ["checkout", "--store", str(tmp_path / "s"), "--public-key", str(signing_keys.public),
-            "--key-file", str(key), "--cache-dir", str(tmp_path / "c")]
+            "--store-key", str(key), "--cache-dir", str(tmp_path / "c")]
     assert main(args) == ExitCode.OK
     assert _json(capsys) == {"version": "v1", "path": str(tmp_path / "c" / "v1")}
     assert len(key_id) == 16

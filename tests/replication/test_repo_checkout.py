@@ -4,13 +4,14 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import committed_store, flip_byte
+from helpers import committed_store
 
 from replication.checkout import checkout, node_store_path
 from replication.errors import ConfigError, IntegrityError, StoreUnavailable, VersionError
 from replication.keys import Keyring, KeySpec
 from replication.repo import VersionStore
 from replication.store import open_store
+from replication.testing import flip_byte
 
 
 @pytest.fixture(params=["clear", "aes-gcm"])

@@ -15,6 +15,7 @@ import pytest
 
 from serving.frontdoor import FrontDoor, FrontDoorConfig, file_sd_targets, render_config
 from serving.server import Endpoint
+from serving.testing import free_port, kill_pids, port_open
 
 
 def test_config_lists_every_replica_with_readiness_checks_and_retries() -> None:
@@ -56,10 +57,10 @@ def test_a_taken_port_is_refused_by_name(tmp_path: Path) -> None:
 
 
 class _Replica(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._answer(b"ready")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self._answer(str(self.server.server_address[1]).encode())
 
@@ -71,12 +72,6 @@ class _Replica(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         return
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -99,7 +94,7 @@ def _post(url: str) -> str:
 def test_haproxy_spreads_load_and_routes_around_a_dead_replica(
         replicas: list[http.server.ThreadingHTTPServer], tmp_path: Path) -> None:
     eps = [Endpoint("127.0.0.1", s.server_address[1], 0) for s in replicas]
-    door = FrontDoor(FrontDoorConfig(_port(), check_interval_ms=100), tmp_path)
+    door = FrontDoor(FrontDoorConfig(free_port(), check_interval_ms=100), tmp_path)
     door.start(eps)
     try:
         answered = {_post(door.http_url) for _ in range(10)}
@@ -114,27 +109,22 @@ def test_haproxy_spreads_load_and_routes_around_a_dead_replica(
         assert not door.update(eps[1:])  # unchanged: no reload
     finally:
         door.stop()
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", door.cfg.http_port), 0.5).close()
+    assert not port_open(door.cfg.http_port)
 
 
 def test_a_killed_haproxy_is_replaced_while_its_ports_stay_open(
         replicas: list[http.server.ThreadingHTTPServer], tmp_path: Path) -> None:
-    import os
-    import signal
-
     import psutil
 
     eps = [Endpoint("127.0.0.1", s.server_address[1], 0) for s in replicas]
-    door = FrontDoor(FrontDoorConfig(_port(), check_interval_ms=100), tmp_path)
+    door = FrontDoor(FrontDoorConfig(free_port(), check_interval_ms=100), tmp_path)
     door.start(eps)
     try:
         assert _post(door.http_url)
         old = door.pid
         assert old is not None
         master = psutil.Process(old)
-        for proc in [master, *master.children(recursive=True)]:
-            os.kill(proc.pid, signal.SIGKILL)
+        kill_pids(p.pid for p in [master, *master.children(recursive=True)])
         # sent at once, while HAProxy is dead or starting: they wait in the accept queue
         answers = [_post(door.http_url) for _ in range(20)]
         assert set(answers) <= {str(e.http_port) for e in eps} and len(answers) == 20

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from serving.schemas import RecommendRequest
 from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService, ServiceConfig
 from serving.source import DirectorySource
+from serving.testing import free_port
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,6 @@ def _post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None
             return resp.status, json.loads(resp.read()), dict(resp.headers)
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read()), dict(err.headers)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 BAD_INPUTS: list[tuple[bytes | dict[str, Any], int, str]] = [
@@ -87,19 +81,18 @@ def test_http_bad_input_is_a_4xx_that_says_what(server: tuple[EntryServer, Endpo
                                             {"history": ["nope"]}, {"user_id": "ghost"}])
 def test_grpc_bad_input_is_invalid_argument(server: tuple[EntryServer, Endpoint],
                                             request_kwargs: dict[str, Any]) -> None:
-    with grpc.insecure_channel(server[1].grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            pbg.RecommenderStub(channel).Recommend(pb.RecommendRequest(**request_kwargs),
-                                                   timeout=5)
+    with (grpc.insecure_channel(server[1].grpc_target) as channel,
+          pytest.raises(grpc.RpcError) as err):
+        pbg.RecommenderStub(channel).Recommend(pb.RecommendRequest(**request_kwargs), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details()
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xff\xff\xff", b"\x1a" + b"\x02" * 70000])
 def test_grpc_malformed_or_oversized_protobuf(server: tuple[EntryServer, Endpoint],
                                               raw: bytes) -> None:
-    with grpc.insecure_channel(server[1].grpc_target) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary("/recdrill.v1.Recommender/Recommend")(raw, timeout=5)
+    with (grpc.insecure_channel(server[1].grpc_target) as channel,
+          pytest.raises(grpc.RpcError) as err):
+        channel.unary_unary("/recdrill.v1.Recommender/Recommend")(raw, timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "malformed protobuf" in err.value.details() or "byte limit" in err.value.details()
 
@@ -148,7 +141,7 @@ def test_admin_routes_need_the_token(server: tuple[EntryServer, Endpoint]) -> No
 
 def test_client_retries_on_another_endpoint(server: tuple[EntryServer, Endpoint]) -> None:
     ep = server[1]
-    dead_http, dead_grpc = f"http://127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    dead_http, dead_grpc = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     for transport, endpoints in (("http", [dead_http, ep.http_url]),
                                  ("grpc", [dead_grpc, ep.grpc_target])):
         for _ in range(3):  # whichever endpoint comes first, the live one answers
@@ -165,7 +158,7 @@ def test_client_does_not_retry_bad_input(server: tuple[EntryServer, Endpoint]) -
 def test_client_gives_up_at_its_deadline() -> None:
     policy = RetryPolicy(deadline_s=0.3, attempt_timeout_s=0.1, retries=5)
     with pytest.raises(ClientError, match="no endpoint answered"):
-        recommend_sync([f"http://127.0.0.1:{_free_port()}"], {"user_id": "u1"}, policy=policy)
+        recommend_sync([f"http://127.0.0.1:{free_port()}"], {"user_id": "u1"}, policy=policy)
 
 
 def test_hedged_call_answers(server: tuple[EntryServer, Endpoint]) -> None:
@@ -188,7 +181,7 @@ def test_with_every_endpoint_dead_the_local_fallback_answers(artifacts: Artifact
     from serving.runner import ModelRunner
 
     tier = LocalFallback.from_artifact(artifacts.path("v1"), artifacts.public_key)
-    dead = [f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"]
+    dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
     policy = RetryPolicy(deadline_s=0.3, attempt_timeout_s=0.1, retries=3)
 
     async def run() -> tuple[Any, Any, int]:
@@ -199,7 +192,8 @@ def test_with_every_endpoint_dead_the_local_fallback_answers(artifacts: Artifact
             return answer, err.value, client.fallbacks
 
     answer, error, fallbacks = asyncio.run(run())
-    runner = ModelRunner.load(artifacts.path("v1"), "v1")
+    runner = ModelRunner.load(
+        DirectorySource(str(artifacts.root), str(artifacts.public_key)).fetch_verified("v1"))
     expected = runner.items_json(runner.fallback(runner.resolve(RecommendRequest(user_id="u1", k=3))))
     assert answer.degraded and answer.replica == "client-fallback" and answer.model_version == "v1"
     assert [i.model_dump() for i in answer.items] == expected

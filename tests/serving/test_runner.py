@@ -15,8 +15,8 @@ from serving.source import DirectorySource, make_source
 
 @pytest.fixture(scope="module")
 def runner(artifacts: Artifacts) -> ModelRunner:
-    version, path = DirectorySource(str(artifacts.root), str(artifacts.public_key)).fetch("v1")
-    r = ModelRunner.load(path, version, threads=1)
+    artifact = DirectorySource(str(artifacts.root), str(artifacts.public_key)).fetch_verified("v1")
+    r = ModelRunner.load(artifact, threads=1)
     r.probe()
     return r
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import evaluate, summarize, target_ranks
+from training.metrics import evaluate, ndcg_per_user, summarize, target_ranks
 from training.sequences import left_pad, next_item_windows
 
 
@@ -36,3 +36,14 @@ def test_windows_cover_long_histories() -> None:
     assert x.tolist() == [[4, 5, 6], [1, 2, 3]]
     assert y.tolist() == [[5, 6, 7], [2, 3, 4]]
     assert left_pad([np.array([], dtype=np.int64)], 2).tolist() == [[0, 0]]
+
+
+def test_per_user_ndcg_averages_to_the_summary() -> None:
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(1, 21, size=4) for _ in range(30)]
+    targets = rng.integers(1, 21, size=30)
+    result = evaluate(lambda h: rng.random((len(h), 20)), histories, targets, batch_size=7)
+    assert result.ranks.shape == (30,) and result.filtered_ranks.shape == (30,)
+    assert result.user_ndcg().mean() == pytest.approx(result.unfiltered.ndcg)
+    assert result.user_ndcg(filtered=True).mean() == pytest.approx(result.seen_filtered.ndcg)
+    assert ndcg_per_user(np.array([0, 9, 10])).tolist() == pytest.approx([1.0, 1 / np.log2(11), 0])
