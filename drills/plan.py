@@ -121,6 +121,13 @@ def _percent(x: float) -> str:
 
 def _cluster(scenario: Scenario) -> list[str]:
     c = scenario.cluster
+    if c.regions > 1:
+        return [_wrap(f"cluster:    two regions, each its own process tree and Ray cluster: head + "
+                      f"{c.workers} workers (1 CPU each), {c.replicas} replicas, its own stores "
+                      f"and front door; {c.region_mode} cross-region replication"),
+                _wrap(f"{_INDENT}the load calls one global entry (HAProxy: the primary region's "
+                      "front door, the standby's as a backup server); never on an attached "
+                      "cluster")]
     return [_wrap(f"cluster:    embedded: head + {c.workers} workers (1 CPU each), "
                   f"{c.replicas} replicas (one per node), publish quorum w={c.w}"),
             _wrap(f"{_INDENT}with RAY_ADDRESS set, the drill runs on that cluster instead and "

@@ -42,6 +42,8 @@ from drills import plan, slo
 from drills.artifacts import derive_version
 from drills.errors import DrillError
 from drills.faults import FAULTS, Damage, FaultContext, FaultRecord
+from drills.region_faults import REGION_FAULTS
+from drills.regions import open_regions
 from drills.scenario import RecoverySLO, Scenario
 from drills.system import DrillInputs, System, open_system, remove_tree
 
@@ -259,7 +261,7 @@ def _fault_thread(ctx: FaultContext, spec: Any, rec: FaultRecord, journal: _Jour
         journal.log("fault", f"{rec.name}: inject {spec.fault}"
                     f"{f' ({spec.mode})' if spec.mode else ''}")
         try:
-            FAULTS[spec.fault](ctx, spec, rec)
+            (FAULTS.get(spec.fault) or REGION_FAULTS[spec.fault])(ctx, spec, rec)
             journal.log("proof", f"{rec.name}: {rec.targets}", {"proof": rec.proof,
                                                                  "facts": rec.facts})
         except Exception as exc:  # noqa: BLE001 - recorded; the SLOs on its facts then fail
@@ -282,6 +284,9 @@ def _measure(scenario: Scenario, outcomes: Outcomes, records: list[FaultRecord],
             w = phases.get(r.name)
             r.facts["offered_rps"] = None if w is None else round(
                 w.offered / max(1e-9, w.end_s - w.start_s), 1)
+    for r in records:  # as the client saw each fault's window: requests that did not succeed
+        r.facts["failed_requests"] = int(sum(w.offered - w.ok for w in timeline
+                                             if r.at_s <= w.start_s < r.end_s))
     facts = {r.name: dict(r.facts) for r in records}
     fault_windows = {r.name: (r.at_s, r.end_s) for r in records}
     verdicts = slo.evaluate(scenario, phases, timeline, fault_windows, facts)
@@ -328,7 +333,8 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
                            "held": False, "breach": None, "load_summary": {}}
     work = options.out / "work"
     try:
-        with open_system(scenario.cluster, options.inputs, work, options.ray_address) as sud:
+        opener = open_regions if scenario.cluster.regions > 1 else open_system
+        with opener(scenario.cluster, options.inputs, work, options.ray_address) as sud:
             try:
                 _run(scenario, options, sud, journal, damage, records, doc)
             finally:

@@ -52,6 +52,9 @@ FAULT_KINDS: dict[str, str] = {
     "delete-primary-store": "primary",
     "bad-model": "cluster",
     "overload": "load",
+    "kill-region": "region",
+    "restart-region": "region",
+    "publish-region": "region",
 }
 ROLLBACKS = ("resume-replicas", "restart-nodes", "repair-stores", "restore-primary-store",
              "restore-version")
@@ -68,6 +71,13 @@ class ClusterShape(_Strict):
     workers: int = Field(2, ge=1, le=8, description="Worker nodes beside the head (1 CPU each).")
     replicas: int = Field(2, ge=1, le=8, description="Model replicas (at most one per node).")
     w: int = Field(2, ge=1, description="Verified node copies a publish needs before commit.")
+    regions: int = Field(1, ge=1, le=2, description="2: two regions, each its own cluster of "
+                         "this shape with its own stores and front door, behind one global "
+                         "entry (region drills).")
+    region_mode: Literal["async", "sync"] = Field(
+        "async", description="Cross-region replication: async (publish returns after the local "
+        "quorum, shipped in the background) or sync (served only once the peer region holds "
+        "it).")
     gcs_ft: bool = Field(False, description="GCS fault tolerance: the head keeps the cluster's "
                          "state in a Redis (redis-server, from apt) so it can die and come back; "
                          "the head then hosts no replica.")
@@ -163,7 +173,8 @@ class FaultSpec(_Strict):
                               "as 'during' (stall time, overload time, the window after a kill).")
     target: TargetSpec = Field(default_factory=TargetSpec, description="Target selection.")
     mode: str | None = Field(None, description="Variant: corrupt-checkpoint corrupt|tamper|"
-                             "delete; overload factor via 'factor'.")
+                             "delete; the region (primary|standby) of a region fault; "
+                             "overload factor via 'factor'.")
     factor: float = Field(3.0, gt=1, le=20, description="overload: offered rate x factor.")
 
     @model_validator(mode="after")
@@ -171,7 +182,9 @@ class FaultSpec(_Strict):
         if self.fault not in FAULT_KINDS:
             raise ValueError(f"fault {self.fault!r} is unknown; expected one of "
                              f"{sorted(FAULT_KINDS)}")
-        modes = {"corrupt-checkpoint": ("corrupt", "tamper", "delete")}
+        regions = ("primary", "standby")
+        modes = {"corrupt-checkpoint": ("corrupt", "tamper", "delete"),
+                 "kill-region": regions, "restart-region": regions, "publish-region": regions}
         allowed = modes.get(self.fault)
         if self.mode is not None and (allowed is None or self.mode not in allowed):
             raise ValueError(f"mode {self.mode!r} is not valid for {self.fault}; expected "
@@ -314,6 +327,14 @@ class Scenario(_Strict):
         if self.cluster.w > self.cluster.workers + 1:
             raise ValueError(f"w={self.cluster.w} is more than the {self.cluster.workers + 1} "
                              "nodes")
+        region_faults = {f.fault for f in self.method if FAULT_KINDS[f.fault] == "region"}
+        other = {f.fault for f in self.method if FAULT_KINDS[f.fault] not in ("region", "load")}
+        if region_faults and self.cluster.regions < 2:
+            raise ValueError(f"{sorted(region_faults)} need two regions: set cluster.regions: 2")
+        if self.cluster.regions > 1 and other:
+            raise ValueError(f"a two-region drill runs region faults only, found {sorted(other)}")
+        if self.cluster.regions > 1 and self.load.via != "frontdoor":
+            raise ValueError("a two-region drill loads the global entry: load.via: frontdoor")
         for rollback in self.rollbacks:
             if rollback not in ROLLBACKS:
                 raise ValueError(f"rollback {rollback!r} is unknown; expected {list(ROLLBACKS)}")

@@ -181,14 +181,24 @@ class System:
         return node_processes(node_id)
 
     # -- deployment -------------------------------------------------------------------------
-    def start(self, timeout_s: float = 180.0) -> dict[str, Any]:
-        """Publish the artifact with W verified copies, deploy the app, wait until ready."""
+    def start(self, timeout_s: float = 180.0, *, publish: bool = True) -> dict[str, Any]:
+        """Publish the artifact with W verified copies (or, with ``publish=False``, serve the
+        current version the primary store already holds: a standby region's), deploy the
+        app, wait until ready."""
         from serving.config import ServeSettings
         from serving.deployment import deploy
 
         t0 = time.monotonic()
-        published = self.rc.publish(str(self.inputs.artifact))
-        self.version = published["version"]
+        if publish:
+            published = self.rc.publish(str(self.inputs.artifact))
+            self.version, committed_on = published["version"], published["committed_on"]
+        else:
+            self.rc.catch_up()
+            self.version = self.current_version()
+            if self.version is None:
+                raise EnvironmentError_(f"nothing to serve: {self.primary_dir} holds no "
+                                        "current version")
+            committed_on = sorted(self.rc.nodes)
         publish_s = time.monotonic() - t0
         try:
             base = free_port_base(self.shape.replicas)
@@ -198,26 +208,37 @@ class System:
             store="node", node_root=str(self.node_root), public_key=str(self.inputs.public_key),
             key_files=(str(self.key_file),), replicas=self.shape.replicas, http_port=base,
             grpc_port=base + GRPC_PORT_OFFSET, app_name=self.app_name,
-            admin_token=self.admin_token)
+            admin_token=self.admin_token, version=None if publish else self.version)
         t1 = time.monotonic()
         deploy(self.settings, timeout_s=timeout_s)
         self.wait_ready(self.shape.replicas, timeout_s)
         return {"version": self.version, "publish_s": round(publish_s, 2),
-                "committed_on": published["committed_on"],
+                "committed_on": committed_on,
                 "deploy_s": round(time.monotonic() - t1, 2)}
 
-    def start_frontdoor(self) -> dict[str, Any]:
-        """recdrill's front door (HAProxy) on free loopback ports, following the replicas."""
+    def current_version(self) -> str | None:
+        """refs/current of the primary store (None when it holds none)."""
+        from replication.repo import VersionStore
+        from replication.store import open_store
+
+        vs = VersionStore(open_store(str(self.primary_dir)), self.rc.keyring, node="primary")
+        ref = vs.get_ref("current")
+        return None if ref is None else ref.version
+
+    def start_frontdoor(self, http_port: int | None = None, grpc_port: int | None = None,
+                        stats_port: int | None = None) -> dict[str, Any]:
+        """recdrill's front door (HAProxy) following the replicas, on the given loopback ports
+        (free ones by default)."""
         import ray
 
         from serving.deployment import list_endpoints
         from serving.frontdoor import FrontDoor, FrontDoorConfig
 
-        http, grpc = free_port(), free_port()
+        http, grpc = http_port or free_port(), grpc_port or free_port()
         # The replicas answer from the fallback tier after their 1 s deadline: a replica that
         # has not answered in 1.2 s is gone or stopped, and the request is retried elsewhere.
-        door = FrontDoor(FrontDoorConfig(http_port=http, grpc_port=grpc, server_timeout_ms=1200),
-                         self.root / "frontdoor")
+        door = FrontDoor(FrontDoorConfig(http_port=http, grpc_port=grpc, stats_port=stats_port,
+                                         server_timeout_ms=1200), self.root / "frontdoor")
         door.start([r.endpoint for r in self.replicas()])
 
         def endpoints() -> list[Any]:

@@ -33,13 +33,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from serving.server import Endpoint
 
-__all__ = ["FrontDoor", "FrontDoorConfig", "file_sd_targets", "haproxy_binary", "render_config"]
+__all__ = ["FrontDoor", "FrontDoorConfig", "HAProxyDoor", "Listening", "file_sd_targets",
+           "haproxy_binary", "render_config"]
 
 log = logging.getLogger(__name__)
 
@@ -166,27 +168,57 @@ def file_sd_targets(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint]) -> list
     return groups
 
 
-class FrontDoor:
-    """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints.
+class Listening(Protocol):
+    """Where a door listens: what :class:`HAProxyDoor` needs of its config."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def http_port(self) -> int: ...
+    @property
+    def grpc_port(self) -> int | None: ...
+    @property
+    def stats_port(self) -> int | None: ...
+
+
+CfgT = TypeVar("CfgT", bound=Listening)
+TargetT = TypeVar("TargetT", bound=Hashable)
+
+
+class HAProxyDoor(Generic[CfgT, TargetT]):
+    """HAProxy in master-worker mode, its config rendered from a tuple of targets: the
+    supervisor that :class:`FrontDoor` and ``serving.globalentry.GlobalEntry`` share.
 
     This object holds the listening sockets and HAProxy inherits them (``fd@N``), so when
     HAProxy dies the ports stay open: new connections wait in the kernel's accept queue while a
     waiter thread starts a new HAProxy at once, and it accepts them. Only requests inside the
-    killed process are lost.
+    killed process are lost. A subclass says what to render (``_render``), how to order its
+    targets (``_canonical``) and which files go beside the config (``_side_files``), and names
+    its own public ``start``/``update`` over ``_start``/``_update``.
     """
 
-    def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
+    _kind = "haproxy"
+
+    def __init__(self, cfg: CfgT, workdir: Path) -> None:
         self.cfg, self.workdir = cfg, workdir
         self.config_path = workdir / "haproxy.cfg"
-        self.targets_path = workdir / "prometheus-targets.json"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._endpoints: tuple[Endpoint, ...] = ()
+        self._targets: tuple[TargetT, ...] = ()
         self._sockets: dict[str, socket.socket] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
         self.reloads = 0
         self.restarts = 0
+
+    def _render(self, targets: tuple[TargetT, ...]) -> str:
+        raise NotImplementedError
+
+    def _canonical(self, targets: Sequence[TargetT]) -> tuple[TargetT, ...]:
+        return tuple(dict.fromkeys(targets))
+
+    def _side_files(self, targets: tuple[TargetT, ...]) -> dict[str, str]:
+        return {}
 
     @property
     def http_url(self) -> str:
@@ -209,14 +241,14 @@ class FrontDoor:
     def _fds(self) -> dict[str, int]:
         return {name: sock.fileno() for name, sock in self._sockets.items()}
 
-    def _write(self, endpoints: Sequence[Endpoint]) -> None:
+    def _write(self, targets: tuple[TargetT, ...]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(render_config(self.cfg, endpoints, self._fds()))
-        os.replace(tmp, self.config_path)
-        tmp = self.targets_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(file_sd_targets(self.cfg, endpoints), indent=1))
-        os.replace(tmp, self.targets_path)
+        files = {self.config_path.name: self._render(targets), **self._side_files(targets)}
+        for name, text in files.items():
+            path = self.workdir / name
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
     def _listen(self) -> None:
         """Bind every port here (a taken one is named), to be inherited by HAProxy."""
@@ -232,8 +264,8 @@ class FrontDoor:
                 try:
                     sock.bind((self.cfg.host, port))
                 except OSError as exc:
-                    raise OSError(f"front door: {self.cfg.host}:{port} is taken "
-                                  f"({exc.strerror}); choose other --frontdoor-*-port values"
+                    raise OSError(f"{self._kind}: {self.cfg.host}:{port} is taken "
+                                  f"({exc.strerror}); choose other --{self._kind}-*-port values"
                                   ) from None
                 sock.listen(4096)
                 sock.set_inheritable(True)
@@ -254,7 +286,7 @@ class FrontDoor:
             stdout=subprocess.DEVNULL, stderr=open(self.workdir / "haproxy.log", "ab"),  # noqa: SIM115
             start_new_session=True, pass_fds=tuple(self._fds().values()))
         self._proc = proc
-        threading.Thread(target=self._reap, args=(proc,), name="frontdoor-reaper",
+        threading.Thread(target=self._reap, args=(proc,), name=f"{self._kind}-reaper",
                          daemon=True).start()
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
@@ -266,13 +298,13 @@ class FrontDoor:
             self.restarts += 1
             self._spawn()
 
-    def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
+    def _start(self, targets: Sequence[TargetT], timeout_s: float) -> None:
         """Bind the ports, write the config, start HAProxy, wait until it answers.
         Raises OSError naming a port that is already taken."""
         self._listen()
         with self._lock:
-            self._endpoints = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
-            self._write(self._endpoints)
+            self._targets = self._canonical(targets)
+            self._write(self._targets)
             self._spawn()
         deadline = time.monotonic() + timeout_s
         while not self._answers():
@@ -280,7 +312,7 @@ class FrontDoor:
                 raise RuntimeError(f"HAProxy exited ({self._proc.returncode}); see "
                                    f"{self.workdir / 'haproxy.log'}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"front door not answering on {self.http_url} after "
+                raise TimeoutError(f"{self._kind} not answering on {self.http_url} after "
                                    f"{timeout_s} s; see {self.workdir / 'haproxy.log'}")
             time.sleep(0.05)
 
@@ -295,27 +327,27 @@ class FrontDoor:
         except OSError:
             return False
 
-    def update(self, endpoints: Sequence[Endpoint]) -> bool:
-        """Re-render and reload in place (SIGUSR2 to the master) if the endpoints changed."""
-        wanted = tuple(sorted(set(endpoints), key=lambda e: (e.host, e.http_port)))
+    def _update(self, targets: Sequence[TargetT]) -> bool:
+        """Re-render and reload in place (SIGUSR2 to the master) if the targets changed."""
+        wanted = self._canonical(targets)
         with self._lock:
-            if wanted == self._endpoints or not wanted:
+            if wanted == self._targets or not wanted:
                 return False
-            self._endpoints = wanted
+            self._targets = wanted
             self._write(wanted)
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.send_signal(signal.SIGUSR2)
                 self.reloads += 1
             return True
 
-    def watch(self, source: Callable[[], Sequence[Endpoint]], interval_s: float = 1.0) -> None:
+    def watch(self, source: Callable[[], Sequence[TargetT]], interval_s: float = 1.0) -> None:
         """In a thread: follow ``source()`` (e.g. the registered endpoints)."""
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 with contextlib.suppress(Exception):
-                    self.update(source())
+                    self._update(source())
 
-        self._watch = threading.Thread(target=loop, name="frontdoor-watch", daemon=True)
+        self._watch = threading.Thread(target=loop, name=f"{self._kind}-watch", daemon=True)
         self._watch.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -335,3 +367,37 @@ class FrontDoor:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._close_sockets()
+
+
+class FrontDoor(HAProxyDoor[FrontDoorConfig, Endpoint]):
+    """HAProxy in master-worker mode, its config kept equal to the replicas' endpoints.
+
+    This object holds the listening sockets and HAProxy inherits them (``fd@N``), so when
+    HAProxy dies the ports stay open: new connections wait in the kernel's accept queue while a
+    waiter thread starts a new HAProxy at once, and it accepts them. Only requests inside the
+    killed process are lost.
+    """
+
+    _kind = "frontdoor"
+
+    def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
+        super().__init__(cfg, workdir)
+        self.targets_path = workdir / "prometheus-targets.json"
+
+    def _canonical(self, targets: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
+        return tuple(sorted(set(targets), key=lambda e: (e.host, e.http_port)))
+
+    def _render(self, targets: tuple[Endpoint, ...]) -> str:
+        return render_config(self.cfg, targets, self._fds())
+
+    def _side_files(self, targets: tuple[Endpoint, ...]) -> dict[str, str]:
+        return {self.targets_path.name: json.dumps(file_sd_targets(self.cfg, targets), indent=1)}
+
+    def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
+        """Bind the ports, write the config, start HAProxy, wait until it answers.
+        Raises OSError naming a port that is already taken."""
+        self._start(endpoints, timeout_s)
+
+    def update(self, endpoints: Sequence[Endpoint]) -> bool:
+        """Re-render and reload in place (SIGUSR2 to the master) if the endpoints changed."""
+        return self._update(endpoints)
