@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RegionProcess", "RegionSpec", "RegionsConfig", "main"]
+__all__ = ["EntrySpec", "RegionProcess", "RegionSpec", "RegionsConfig", "main"]
 
 log = logging.getLogger("recdrill.region")
 
@@ -66,8 +66,20 @@ class RegionSpec(BaseModel):
         return f"http://127.0.0.1:{self.control_port}"
 
 
+class EntrySpec(BaseModel):
+    """Where the global entry (``serving.globalentry``) listens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    http_port: int = Field(..., gt=0, lt=65536)
+    grpc_port: int | None = Field(None, gt=0, lt=65536)
+    stats_port: int | None = Field(None, gt=0, lt=65536, description="HAProxy stats/metrics.")
+    root: Path = Field(Path("global-entry"), description="Config, log and state directory.")
+
+
 class RegionsConfig(BaseModel):
-    """Every region, the replication mode and what is served."""
+    """Every region (the first is the primary, the others standbys in order of preference),
+    the replication mode, what is served, and the global entry."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,6 +91,7 @@ class RegionsConfig(BaseModel):
     checkpoint: Path | None = None
     ship_interval_s: float = Field(0.2, gt=0, le=60)
     sync_timeout_s: float = Field(30.0, gt=0)
+    entry: EntrySpec | None = None
 
     def region(self, name: str) -> RegionSpec:
         for r in self.regions:

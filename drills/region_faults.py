@@ -4,7 +4,8 @@ bring a lost region back (failback). Each records its proof and the facts its SL
 - ``kill-region``: SIGKILL every process of the region at once. Facts: ``processes_killed``,
   ``rpo_versions`` / ``rpo_s`` (versions committed there that the other region did not hold
   at the moment of loss, and the age of the oldest), ``switch_s`` (until the global entry
-  sends traffic to the other region).
+  sends traffic to the other region), ``standby_serves_published`` (the other region serves
+  the newest version the lost one had committed).
 - ``publish-region``: make the region the writer (``/activate``) and publish a new signed
   version there. Facts: ``publish_s``, ``served_s`` (until the region serves it), ``shipped``
   (the peer holds it; false while the peer is down).
@@ -69,6 +70,11 @@ def kill_region(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     rec.proof["lost_versions"] = lost
     switched = wait_until(lambda: sud.live_region() == peer, _OBSERVE_S, 0.1)
     rec.facts["switch_s"] = round(time.monotonic() - t0, 2) if switched else None
+    newest = committed_here[-1] if committed_here else None
+    serving = wait_until(lambda: sud.control(peer, "/status", timeout_s=5)[1].get("version")
+                         == newest, 30.0, 0.2)
+    rec.facts["standby_serves_published"] = bool(serving) and newest is not None
+    rec.proof["newest_committed"] = newest
     ctx.log("info", f"region {name} lost ({len(pids)} processes); global entry on "
             f"{sud.live_region()}", {"lost_versions": lost})
 

@@ -22,6 +22,7 @@ STAGES = {
                     "Publish, promote, rollback, backup, repair (python -m replication)."),
     "bench": ("bench.cli", "Open-loop load and benchmark suites (python -m bench)."),
     "drill": ("drills.cli", "Disaster-recovery drills: list, run, --dry-run (python -m drills)."),
+    "region": ("drills.region_cli", "Regions: serve, global entry, status, writer role, publish."),
 }
 
 app = typer.Typer(add_completion=False, help="recdrill: recommendation serving through faults.")
@@ -67,9 +68,9 @@ def demo(
     serve: bool = typer.Option(True, envvar="RECDRILL_DEMO_SERVE",
                                help="Also publish to a local 3-node Ray cluster, serve, and "
                                     "score the served answers."),
-    drill: str = typer.Option("game-day", envvar="RECDRILL_DEMO_DRILL",
-                              help="Drill to run at the end (a catalog name or YAML path); "
-                                   "'none' to skip. Needs --serve."),
+    drill: str = typer.Option("game-day,region-loss", envvar="RECDRILL_DEMO_DRILL",
+                              help="Drills to run at the end, comma-separated (catalog names "
+                                   "or YAML paths); 'none' to skip. Needs --serve."),
     drill_time_scale: float = typer.Option(1.0, min=0.05, max=10.0,
                                            envvar="RECDRILL_DEMO_DRILL_TIME_SCALE",
                                            help="Multiply the drill's load and fault times."),

@@ -58,6 +58,7 @@ from replication.plan import Inventory
 from replication.repo import Ref, VersionStore
 
 __all__ = [
+    "LAG_METRICS",
     "RegionLag",
     "RegionReplicator",
     "ShipPlan",
@@ -362,6 +363,9 @@ _FAMILIES = (
     ("lag_seconds", "Age of the oldest commit not yet shipped to the target region (0: none)."),
     ("last_success_timestamp_seconds", "When the target was last found in sync or shipped to."),
 )
+
+#: The Prometheus gauges every replicator exports (label ``target``), for dashboards.
+LAG_METRICS = tuple(f"recdrill_region_replication_{name}" for name, _ in _FAMILIES)
 
 
 def _gauges(registry: CollectorRegistry) -> _Gauges:

@@ -36,7 +36,9 @@ def _ops(cls: type) -> dict[str, inspect.Signature]:
 
 
 def _params(sig: inspect.Signature) -> list[tuple[str, Any]]:
-    return [(p.name, p.default) for p in sig.parameters.values()]
+    # Once a class has been made a Ray actor in this process, Ray's tracing hook has added a
+    # ``_ray_trace_ctx`` keyword to its methods in place: not part of the operation.
+    return [(p.name, p.default) for p in sig.parameters.values() if p.name != "_ray_trace_ctx"]
 
 
 # -- the surface ---------------------------------------------------------------------------

@@ -46,3 +46,16 @@ def test_grafana_dashboard_plots_every_metric() -> None:
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", ()))
     names = {m.name for m in ServingMetrics().registry.collect()}
     assert names and all(name in exprs for name in names), names
+
+
+def test_grafana_dashboard_shows_regions() -> None:
+    """The standby region's replication lag and the global entry's state are on the board."""
+    import json
+    from pathlib import Path
+
+    from replication.region import LAG_METRICS
+
+    dash = json.loads((Path(serving.__file__).parent / "grafana" / "recdrill.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", ()))
+    assert LAG_METRICS and all(name in exprs for name in LAG_METRICS), LAG_METRICS
+    assert 'proxy="regions_http"' in exprs
