@@ -79,6 +79,29 @@ def haproxy_binary() -> str:
         return found
 
 
+def haproxy_preamble(threads: int, connect_timeout_ms: int, server_timeout_ms: int,
+                     retries: int, *timeouts: str) -> list[str]:
+    """The ``global`` and ``defaults`` sections every recdrill HAProxy shares: HTTP mode, the
+    given timeouts, ``retries`` with redispatch to another server, POST bodies buffered so a
+    retry can re-send them."""
+    return [
+        "global",
+        f"    nbthread {threads}",
+        "    maxconn 8192",
+        "",
+        "defaults",
+        "    mode http",
+        f"    timeout connect {connect_timeout_ms}ms",
+        "    timeout client 60s",
+        f"    timeout server {server_timeout_ms}ms",
+        *timeouts,
+        "    timeout http-keep-alive 30s",
+        f"    retries {retries}",
+        "    option redispatch 1",
+        "    option http-buffer-request",
+    ]
+
+
 def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
                   fds: Mapping[str, int] | None = None) -> str:
     """The HAProxy configuration for ``endpoints`` (pure; stable order, so equal inputs give an
@@ -100,20 +123,8 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
              "on-marked-down shutdown-sessions"
              + (f" maxconn {cfg.server_maxconn}" if cfg.server_maxconn else ""))
     lines = [
-        "global",
-        f"    nbthread {cfg.threads}",
-        "    maxconn 8192",
-        "",
-        "defaults",
-        "    mode http",
-        f"    timeout connect {cfg.connect_timeout_ms}ms",
-        "    timeout client 60s",
-        f"    timeout server {cfg.server_timeout_ms}ms",
-        f"    timeout queue {cfg.queue_timeout_ms}ms",
-        "    timeout http-keep-alive 30s",
-        f"    retries {cfg.retries}",
-        "    option redispatch 1",
-        "    option http-buffer-request",
+        *haproxy_preamble(cfg.threads, cfg.connect_timeout_ms, cfg.server_timeout_ms,
+                          cfg.retries, f"    timeout queue {cfg.queue_timeout_ms}ms"),
         "    retry-on conn-failure empty-response response-timeout 503",
         f"    default-server {check}",
         "",

@@ -52,7 +52,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from serving.frontdoor import HAProxyDoor
+from serving.frontdoor import HAProxyDoor, haproxy_preamble
 
 __all__ = ["GlobalEntry", "GlobalEntryConfig", "Region", "check_regions", "render_global_config",
            "serving_region"]
@@ -159,20 +159,8 @@ def render_global_config(cfg: GlobalEntryConfig, regions: Sequence[Region],
     check = ["    option httpchk GET /readyz", "    http-check expect status 200",
              "    http-response set-header x-recdrill-region %[srv_name]"]
     lines = [
-        "global",
-        f"    nbthread {cfg.threads}",
-        "    maxconn 8192",
-        "",
-        "defaults",
-        "    mode http",
-        f"    timeout connect {cfg.connect_timeout_ms}ms",
-        "    timeout client 60s",
-        f"    timeout server {cfg.server_timeout_ms}ms",
-        f"    timeout check {cfg.check_timeout_ms}ms",
-        "    timeout http-keep-alive 30s",
-        f"    retries {cfg.retries}",
-        "    option redispatch 1",
-        "    option http-buffer-request",
+        *haproxy_preamble(cfg.threads, cfg.connect_timeout_ms, cfg.server_timeout_ms,
+                          cfg.retries, f"    timeout check {cfg.check_timeout_ms}ms"),
         "    option idle-close-on-response",
         f"    default-server {server}",
         "",

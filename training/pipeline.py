@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from durable.machine import cpu_model
 from training.baselines import fit_baselines
 from training.checkpoint import save_checkpoint
 from training.clean import CleanConfig, SequenceData, clean_interactions, leave_one_out
@@ -68,14 +69,7 @@ def run_provenance() -> dict[str, Any]:
     """The machine and code a run came from: CPU, cores, Python, torch, UTC date, git commit."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **_git_commit(Path(__file__).resolve().parents[1])}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen.compare import ContenderRecord, Goal
+from durable.machine import cpu_model
 
 __all__ = ["PACKAGES", "machine_info", "machine_section", "markdown_report", "plot_curves", "plot_timeline",
            "write_json"]
@@ -24,14 +25,7 @@ PACKAGES = ("onnxruntime", "torch", "ray", "fastapi", "uvicorn", "flask", "aioht
 
 def machine_info() -> dict[str, Any]:
     """CPU model and count, memory, OS, Python and the versions of the packages that matter."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
