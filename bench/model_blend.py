@@ -120,10 +120,10 @@ def _ci(b: PairedBootstrap) -> str:
 
 def render(results: Sequence[SeedResult], show_grid: bool = False) -> str:
     """The Markdown report: per checkpoint, mean ± sd over checkpoints, optional grid."""
-    lines = ["| run | blend (valid-chosen) | valid NDCG@10 sasrec / rt / blend | "
-             "test HR@10 sasrec / rt / blend | test NDCG@10 sasrec / rt / blend | "
-             "blend − rt NDCG@10 (95% CI) | blend − sasrec NDCG@10 (95% CI) | beats rt |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ("| run | blend (valid-chosen) | valid NDCG@10 sasrec / rt / blend | "
+              "test HR@10 sasrec / rt / blend | test NDCG@10 sasrec / rt / blend | "
+              "blend − rt NDCG@10 (95% CI) | blend − sasrec NDCG@10 (95% CI) | beats rt |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     names = ("sasrec", "recency_transitions", "blend")
     for r in results:
         lines.append(
@@ -158,7 +158,10 @@ def render(results: Sequence[SeedResult], show_grid: bool = False) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.model_blend",
+        description="Blend a checkpoint's transformer with recency_transitions: λ chosen on "
+                    "validation NDCG@10, reported on test, paired bootstrap vs both parents.")
     parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint directories")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
