@@ -21,6 +21,14 @@ from serving.testing import free_port, port_open, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _alive_nodes(ray_bin: str, port: int, env: dict[str, str]) -> int:
+    """Active nodes as ``ray status`` counts them (0 while it cannot answer)."""
+    out = subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False).stdout
+    active = out.split("Active:", 1)[1].split("Pending:", 1)[0] if "Active:" in out else ""
+    return sum(1 for line in active.splitlines() if "node_" in line)
+
+
 @pytest.fixture()
 def ray_start_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
     """head + 1 worker via ``ray start`` (token auth on, own temp dirs and ports); stopped by
@@ -46,6 +54,10 @@ def ray_start_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
               "--include-dashboard=true")
         wait_until(lambda: port_open(port), 60, 0.2, what=f"the head's GCS on port {port}")
         start(f"--address=127.0.0.1:{port}", f"--temp-dir={short / 'worker'}")
+        # Both nodes registered before a test uses the cluster: a replica placed on a node
+        # that joins after a publish finds no node store there.
+        wait_until(lambda: _alive_nodes(ray_bin, port, env) >= 2, 120, 0.5,
+                   what="head and worker registered")
         yield {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dash}", "RAY_GCS": f"127.0.0.1:{port}"}
     finally:
         for pgid in reversed(groups):

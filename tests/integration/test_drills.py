@@ -145,8 +145,8 @@ def test_drill_runs_as_a_ray_job_on_a_ray_start_cluster(files: DrillFiles, tmp_p
            "--time-scale", "0.5", "--out", str(out), "--artifact", str(files.artifact),
            "--checkpoint", str(files.checkpoint), "--public-key", str(files.public_key),
            "--no-progress"]
-    deadline = time.monotonic() + 90
-    while True:  # the head's job agent comes up a little after the job server
+    deadline = time.monotonic() + 240
+    while True:  # the head's job agent comes up after the job server (minutes on a busy host)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
                               check=False)
         if "No available agent" not in proc.stderr + proc.stdout or time.monotonic() > deadline:
