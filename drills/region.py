@@ -15,7 +15,7 @@ Control API (``127.0.0.1:<control_port>``): ``GET /status``, ``GET /metrics`` (P
 replication lag), ``POST /publish {"artifact": DIR}``, ``POST /activate``, ``POST /deactivate``.
 
 Example:
-    $ python -m drills.region regions.json primary --publish --active
+    $ recdrill region serve regions.json primary --publish --active
     {"region": "primary", "frontdoor": {"http": "http://127.0.0.1:8000", ...}, ...}
 """
 
@@ -164,15 +164,14 @@ class RegionProcess:
             return False
 
     def activate(self) -> dict[str, Any]:
-        """Become the writer: publishes land here and are shipped to the peer (in ``async``
-        mode by a replicator started once the peer is up)."""
+        """Become the writer: publishes land here and are shipped to the peer by a replicator
+        started once the peer is up (in ``sync`` mode a publish also ships and waits)."""
         with self._lock:
             self.active = True
-            if self.replicator is None:
+            if self.replicator is None:  # both modes: what a publish did not ship itself
                 self.replicator = self._replicator()
-                if self.cfg.mode == "async":
-                    threading.Thread(target=self._ship_when_peer_up, args=(self.replicator,),
-                                     name="ship-when-up", daemon=True).start()
+                threading.Thread(target=self._ship_when_peer_up, args=(self.replicator,),
+                                 name="ship-when-up", daemon=True).start()
         self._event("activate")
         return {"active": True, "peer_up": self.peer_up()}
 

@@ -128,3 +128,7 @@ def publish(config: Config, name: Name,
     """Publish ARTIFACT in the writer region NAME (sync mode: served once the peer holds it)."""
     typer.echo(json.dumps(_call(_config(config), name, "/publish",
                                 {"artifact": str(artifact.resolve())})))
+
+
+if __name__ == "__main__":
+    app()

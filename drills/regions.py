@@ -116,7 +116,7 @@ class TwoRegions:
         spec = self.cfg.region(name)
         spec.root.mkdir(parents=True, exist_ok=True)
         log_path = spec.root / f"region-{len(self.killed)}.log"
-        cmd = [sys.executable, "-m", "drills.region", str(self.config_path), name]
+        cmd = [sys.executable, "-m", "drills.region_cli", "serve", str(self.config_path), name]
         cmd += [flag for flag, on in (("--publish", publish), ("--active", active),
                                       ("--catch-up", catch_up)) if on]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
