@@ -57,6 +57,32 @@ class RegionHandle:
         return self.proc.poll() is None
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def stable_port(low: int = 20000, high: int = 32000, tries: int = 200) -> int:
+    """A free loopback port that stays free while a region starts and restarts: outside the
+    kernel's ephemeral range (where ``free_port`` draws, and where Ray's raylets, GCS clients
+    and every outgoing connection draw too) and above Ray's worker ports (10002-19999).
+    A port picked from the ephemeral range was taken by a Ray process before the region's
+    front door bound it."""
+    import random
+    import socket
+
+    for _ in range(tries):
+        port = random.randrange(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise EnvironmentError_(f"no free port in {low}-{high} after {tries} tries")
+
+
 class TwoRegions:
     """Two regions and the global entry; the same surface the drill runner uses of
     ``drills.system.System`` (start, start_frontdoor, addresses, ...) plus region faults."""
@@ -68,8 +94,8 @@ class TwoRegions:
         key = inputs.key_file or root / "store.key"
         if not key.exists():
             generate_key_file(key)
-        specs = tuple(RegionSpec(name=name, root=root / name, http_port=free_port(),
-                                 grpc_port=free_port(), control_port=free_port(),
+        specs = tuple(RegionSpec(name=name, root=root / name, http_port=stable_port(),
+                                 grpc_port=stable_port(), control_port=stable_port(),
                                  workers=shape.workers, replicas=shape.replicas,
                                  w=min(shape.w, shape.workers + 1))
                       for name in (PRIMARY, STANDBY))

@@ -68,3 +68,13 @@ def test_region_faults_need_two_regions_and_only_region_faults() -> None:
 def test_every_fault_kind_has_exactly_one_injector() -> None:
     assert set(FAULTS) & set(REGION_FAULTS) == set()
     assert set(FAULTS) | set(REGION_FAULTS) | {"overload"} == set(FAULT_KINDS)
+
+
+def test_region_ports_stay_out_of_the_ephemeral_range() -> None:
+    from drills.regions import stable_port
+
+    low, _high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+                  .split())
+    ports = [stable_port() for _ in range(30)]
+    assert len(set(ports)) == len(ports)
+    assert all(20000 <= p < min(32000, low) for p in ports), ports
