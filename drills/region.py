@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -352,7 +353,7 @@ class RegionProcess:
                 if active:
                     self.activate()
                 threading.Thread(target=self._follow, name="follow", daemon=True).start()
-                line = {"region": spec.name, "pid": _pid(), "version": sud.version,
+                line = {"region": spec.name, "pid": os.getpid(), "version": sud.version,
                         "frontdoor": door, "control": spec.control_url, "active": self.active,
                         "ray_root": str(sud.local.root) if sud.local is not None else None,
                         "caught_up": caught, "started": started}
@@ -365,12 +366,6 @@ class RegionProcess:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def main(argv: list[str] | None = None) -> int:
