@@ -51,12 +51,12 @@ class BM25Index:
         terms = np.asarray(term_ids, np.int64)
         order = np.argsort(terms, kind="stable")
         terms, docs = terms[order], np.asarray(doc_ids, np.int64)[order]
-        tf = np.asarray(tfs, np.float64)[order]
+        freq = np.asarray(tfs, np.float64)[order]
         df = np.bincount(terms, minlength=len(vocab)).astype(np.float64)
         idf = np.log1p((max(len(texts), 1) - df + 0.5) / (df + 0.5))
         avg = lengths.mean() if len(texts) and lengths.mean() > 0 else 1.0
         norm = k1 * (1.0 - b + b * lengths[docs] / avg)
-        weights = (idf[terms] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
+        weights = (idf[terms] * freq * (k1 + 1.0) / (freq + norm)).astype(np.float32)
         starts = np.zeros(len(vocab) + 1, np.int64)
         np.cumsum(df.astype(np.int64), out=starts[1:])
         return cls(vocab, starts, docs, weights, len(texts))
