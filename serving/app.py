@@ -2,6 +2,8 @@
 
 Routes:
     POST /v1/recommend     RecommendRequest → RecommendResponse (open, or token by config)
+    POST /v1/search        SearchRequest → SearchResponse (same token rule; 404 when the
+                           version carries no search model)
     POST /v1/feedback      FeedbackRequest → 202 FeedbackResponse (same token rule)
     GET  /v1/feedback/stats  versions in service and feedback tallies (open, like /metrics)
     GET  /healthz          liveness: the event loop answers
@@ -48,9 +50,12 @@ from serving.schemas import (
     Health,
     RecommendRequest,
     RecommendResponse,
+    SearchRequest,
+    SearchResponse,
     VersionRequest,
     parse_feedback,
     parse_request,
+    parse_search,
 )
 from serving.service import RecommendService
 from serving.status import status_of
@@ -108,15 +113,21 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
                   _JSON: {"schema": RecommendRequest.model_json_schema()}}}})
     async def recommend(request: Request) -> Response:
         """Top-k items for a user or a history; ``degraded`` when the fallback tier answered."""
+        return await _observed("recommend", request, "history", parse_request,
+                               service.recommend)
+
+    async def _observed(route: str, request: Request, shorter: str, parse: Any,
+                        call: Any) -> Response:
+        """Parse, call the service, answer; the request is counted whatever happens."""
         t0 = time.perf_counter()
-        # If _recommend raises (a client gone mid-body), Starlette answers 500: count that.
+        # If the call raises (a client gone mid-body), Starlette answers 500: count that.
         code, version, degraded = "500", service.version or "none", False
         try:
-            response, version, degraded = await _recommend(request)
+            response, version, degraded = await _call(request, shorter, parse, call)
             code = str(response.status_code)
             return response
         finally:
-            metrics.observe_request("recommend", "http", code, version, degraded,
+            metrics.observe_request(route, "http", code, version, degraded,
                                     time.perf_counter() - t0)
 
     async def _json_body(request: Request, shorter: str) -> Any | Response:
@@ -135,18 +146,27 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
         except orjson.JSONDecodeError as exc:
             return _error(400, f"body: malformed JSON ({exc})")
 
-    async def _recommend(request: Request) -> tuple[Response, str, bool]:
+    async def _call(request: Request, shorter: str, parse: Any, call: Any
+                    ) -> tuple[Response, str, bool]:
         version = service.version or "none"
-        obj = await _json_body(request, "history")
+        obj = await _json_body(request, shorter)
         if isinstance(obj, Response):
             return obj, version, False
         try:
-            req = parse_request(obj)
-            answer = await service.recommend(req, parse_timeout_s(
-                request.headers.get(TIMEOUT_HEADER)))
+            answer = await call(parse(obj), parse_timeout_s(request.headers.get(TIMEOUT_HEADER)))
         except Exception as exc:  # noqa: BLE001 -- serving.status's table answers every error
             return _error_of(exc), version, False
         return _json(200, answer), answer["model_version"], answer["degraded"]
+
+    @app.post("/v1/search", response_model=SearchResponse,
+              responses={**_ERRORS, 404: {"model": ErrorBody, "description":
+                                          "The version in service carries no search model."}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  _JSON: {"schema": SearchRequest.model_json_schema()}}}})
+    async def search(request: Request) -> Response:
+        """Items matching a text query, personalised by a user_id or history when given;
+        ``degraded`` when BM25 answered, ``truncated`` when the query was cut."""
+        return await _observed("search", request, "query", parse_search, service.search)
 
     @app.post("/v1/feedback", status_code=202, response_model=FeedbackResponse,
               responses={k: v for k, v in _ERRORS.items() if k != 503},
@@ -226,13 +246,14 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
         return await _admin(request, "rollback", False)
 
     app.state.hot_routes = {("POST", "/v1/recommend"): recommend,
+                            ("POST", "/v1/search"): search,
                             ("POST", "/v1/feedback"): feedback,
                             ("GET", "/readyz"): lambda _request: readyz()}
     return app
 
 
 class FastPath:
-    """ASGI in front of the app: the hot routes (recommend, feedback, readiness) go straight to
+    """ASGI in front of the app: the hot routes (recommend, search, feedback, readiness) go straight to
     their endpoint, past FastAPI's middleware stack and router, which took about a tenth of a
     replica's CPU under load; every other path, and the OpenAPI document, is the app's.
 

@@ -115,6 +115,11 @@ class Catalog:
                 for i, s in zip(ranked.indices.tolist(), ranked.scores.tolist(), strict=True)]
 
     @property
+    def popular(self) -> np.ndarray:
+        """Item indices, most popular first (the fallback's list)."""
+        return self._fallback.popular
+
+    @property
     def some_history(self) -> np.ndarray:
         """A known user's history, or ``[1]`` (for probes)."""
         return next(iter(self._histories.values()), np.array([1], dtype=np.int64))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serving.admission import AdmissionPolicy
 from serving.app import AppConfig
+from serving.search import DEFAULT_BLEND
 from serving.service import ServiceConfig
 
 __all__ = ["ServeSettings", "resolve_paths"]
@@ -46,6 +47,9 @@ class ServeSettings(BaseModel):
     replicas: int = Field(2, ge=1, le=64, description="Model replicas, at most one per node.")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per replica (onnxruntime threads).")
     deadline_s: float = Field(1.0, gt=0, description="Server-side deadline per request.")
+    search_blend: float = Field(DEFAULT_BLEND, ge=0, le=10, description="Search: weight of the "
+                                "recommender's standardised score when a request names a "
+                                "user or history (0: unpersonalised).")
     batching: bool = Field(True, description="Dynamic batching on (serving.batching).")
     max_batch_size: int = Field(16, ge=1, le=256, description="Largest model batch.")
     batch_wait_s: float = Field(0.0, ge=0, le=0.1, description="Wait for company per batch.")
@@ -64,7 +68,7 @@ class ServeSettings(BaseModel):
     def service_config(self, threads: int | None = None) -> ServiceConfig:
         return ServiceConfig(deadline_s=self.deadline_s, max_batch_size=self.max_batch_size,
                              batch_wait_s=self.batch_wait_s, batching=self.batching,
-                             threads=threads,
+                             threads=threads, search_blend=self.search_blend,
                              admission=AdmissionPolicy(self.max_in_flight, self.max_degraded))
 
     def app_config(self) -> AppConfig:

@@ -18,6 +18,7 @@ __all__ = [
     "ClientError",
     "InvalidRequest",
     "ModelLoadError",
+    "NoSearchModel",
     "NotReady",
     "Overloaded",
     "ServingError",
@@ -47,6 +48,10 @@ class NotReady(ServingError):
 
 class ModelLoadError(ServingError):
     """A version was refused (verification, load or probe failed); the old one keeps serving."""
+
+
+class NoSearchModel(ServingError):
+    """The version in service carries no search model (exported without ``--search``)."""
 
 
 class Unauthorized(ServingError):

@@ -1,5 +1,5 @@
-"""The gRPC API over grpc.aio: ``recdrill.v1`` (Recommender.Recommend, Recommender.Feedback,
-Health.Check), the standard ``grpc.health.v1.Health`` (Check and Watch) and server reflection,
+"""The gRPC API over grpc.aio: ``recdrill.v1`` (Recommender.Recommend, Recommender.Search,
+Recommender.Feedback, Health.Check), the standard ``grpc.health.v1.Health`` (Check and Watch) and server reflection,
 so ``grpcurl`` and gRPC-aware load balancers work without the .proto.
 
 Requests arrive as raw bytes and are decoded here, so a malformed protobuf is answered with
@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from serving.errors import InvalidRequest
 from serving.proto import recdrill_pb2 as pb
-from serving.schemas import parse_feedback, parse_request
+from serving.schemas import parse_feedback, parse_request, parse_search
 from serving.service import RecommendService
 from serving.status import status_of
 
@@ -45,6 +45,7 @@ __all__ = [
     "health_status",
     "request_to_dict",
     "response_to_proto",
+    "search_to_dict",
     "start_grpc_server",
 ]
 
@@ -97,6 +98,19 @@ def request_to_dict(msg: pb.RecommendRequest) -> dict[str, Any]:
     return obj
 
 
+def search_to_dict(msg: pb.SearchRequest) -> dict[str, Any]:
+    """The JSON shape of a protobuf search (empty strings, 0 and empty lists mean 'absent';
+    the query is always passed on, so an empty one is refused by name)."""
+    obj: dict[str, Any] = {"query": msg.query}
+    if msg.k:
+        obj["k"] = msg.k
+    if msg.user_id:
+        obj["user_id"] = msg.user_id
+    if msg.history:
+        obj["history"] = list(msg.history)
+    return obj
+
+
 def feedback_to_dict(msg: pb.FeedbackRequest) -> dict[str, Any]:
     """The JSON shape of a protobuf feedback message (empty strings and lists mean 'absent')."""
     obj: dict[str, Any] = {}
@@ -132,32 +146,51 @@ class _Handlers:
         self.service = service
 
     async def recommend(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        # Recorded before the status leaves: a client that saw it can already scrape it.
-        t0, svc = time.perf_counter(), self.service
-        try:
+        async def call() -> tuple[bytes, dict[str, Any]]:
             msg = _decode(raw, pb.RecommendRequest, "history")
-            answer = await svc.recommend(parse_request(request_to_dict(msg)),
-                                         context.time_remaining())
-            body = response_to_proto(answer).SerializeToString()
+            answer = await self.service.recommend(parse_request(request_to_dict(msg)),
+                                                  context.time_remaining())
+            return response_to_proto(answer).SerializeToString(), answer
+
+        return await self._answer("recommend", call, context)
+
+    async def search(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def call() -> tuple[bytes, dict[str, Any]]:
+            msg = _decode(raw, pb.SearchRequest, "query")
+            answer = await self.service.search(parse_search(search_to_dict(msg)),
+                                               context.time_remaining())
+            return pb.SearchResponse(
+                items=[pb.Item(**item) for item in answer["items"]],
+                model_version=answer["model_version"], degraded=answer["degraded"],
+                truncated=answer["truncated"], personalised=answer["personalised"],
+                replica=answer["replica"], node=answer["node"]).SerializeToString(), answer
+
+        return await self._answer("search", call, context)
+
+    async def _answer(self, route: str, call: Any, context: grpc.aio.ServicerContext) -> bytes:
+        # Recorded before the status leaves: a client that saw it can already scrape it.
+        t0 = time.perf_counter()
+        try:
+            body, answer = await call()
         except asyncio.CancelledError:
-            self._observe(grpc.StatusCode.CANCELLED, t0)
+            self._observe(route, grpc.StatusCode.CANCELLED, t0)
             raise
         except Exception as exc:  # every error gets its own status, never UNKNOWN
             st, code = status_of(exc), grpc_code_of(exc)
             if not st.expected:
-                log.exception("Recommend failed unexpectedly")
+                log.exception("%s failed unexpectedly", route)
             if st.retry_after_s is not None:
                 context.set_trailing_metadata((("retry-after", f"{st.retry_after_s:g}"),))
-            self._observe(code, t0)
+            self._observe(route, code, t0)
             await context.abort(code, st.message(exc))
             raise AssertionError("unreachable") from None  # pragma: no cover
-        self._observe(grpc.StatusCode.OK, t0, answer["model_version"], answer["degraded"])
+        self._observe(route, grpc.StatusCode.OK, t0, answer["model_version"], answer["degraded"])
         return body
 
-    def _observe(self, code: grpc.StatusCode, t0: float, version: str | None = None,
-                 degraded: bool = False) -> None:
+    def _observe(self, route: str, code: grpc.StatusCode, t0: float,
+                 version: str | None = None, degraded: bool = False) -> None:
         self.service.metrics.observe_request(
-            "recommend", "grpc", code.name, version or self.service.version or "none", degraded,
+            route, "grpc", code.name, version or self.service.version or "none", degraded,
             time.perf_counter() - t0)
 
     async def feedback(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -231,6 +264,7 @@ async def start_grpc_server(service: RecommendService, host: str, port: int, *,
     server.add_generic_rpc_handlers((
         grpc.method_handlers_generic_handler(_RECOMMENDER, {
             "Recommend": grpc.unary_unary_rpc_method_handler(handlers.recommend),
+            "Search": grpc.unary_unary_rpc_method_handler(handlers.search),
             "Feedback": grpc.unary_unary_rpc_method_handler(handlers.feedback)}),
         grpc.method_handlers_generic_handler(_HEALTH, {
             "Check": grpc.unary_unary_rpc_method_handler(handlers.check)}),

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from export.verify import VerifiedArtifact
 from serving.catalog import Catalog, Query, Ranked
 from serving.errors import ModelLoadError
+from serving.search import SearchModel, SearchQuery, has_search
 
 __all__ = ["ModelRunner", "Query", "Ranked", "choose_providers", "session_options"]
 
@@ -49,8 +50,9 @@ class ModelRunner:
     """One artifact version loaded for inference; immutable once built, safe across threads."""
 
     def __init__(self, session: ort.InferenceSession, catalog: Catalog,
-                 load_s: float = 0.0) -> None:
+                 load_s: float = 0.0, search: SearchModel | None = None) -> None:
         self.catalog = catalog
+        self.search = search  # the version's product search, when its artifact carries one
         self.version = catalog.version
         self.max_seq_len = catalog.max_seq_len
         self.n_items = catalog.n_items
@@ -75,7 +77,11 @@ class ModelRunner:
             session = ort.InferenceSession(str(graph), session_options(threads),
                                            providers=list(providers or choose_providers()))
             catalog = Catalog.from_manifest(root, artifact.manifest)
-            return cls(session, catalog, time.perf_counter() - t0)
+            search = (SearchModel.load(root, artifact.manifest, threads=threads,
+                                       providers=providers, use_int8=use_int8,
+                                       popular=catalog.popular)
+                      if has_search(artifact.manifest) else None)
+            return cls(session, catalog, time.perf_counter() - t0, search)
         except ModelLoadError:
             raise
         except Exception as exc:  # any defect of a verified artifact is still a refusal
@@ -85,13 +91,29 @@ class ModelRunner:
 
     def score(self, queries: Sequence[Query]) -> list[Ranked]:
         """Rank a batch with one onnxruntime call (left-padded to the longest input)."""
-        tails = [q.seq[-self.max_seq_len:] for q in queries]
+        scores = self.item_scores([q.seq for q in queries])
+        return [self._top_k(scores[row], q) for row, q in enumerate(queries)]
+
+    def item_scores(self, seqs: Sequence[np.ndarray]) -> np.ndarray:
+        """The recommender's score of every item ``[b, n_items]`` for each history."""
+        tails = [seq[-self.max_seq_len:] for seq in seqs]
         width = max(len(t) for t in tails)
         batch = np.zeros((len(tails), width), dtype=np.int64)
         for row, tail in enumerate(tails):
             batch[row, width - len(tail):] = tail
-        scores = self._session.run(None, {self._input: batch})[0]
-        return [self._top_k(scores[row], q) for row, q in enumerate(queries)]
+        scores: np.ndarray = self._session.run(None, {self._input: batch})[0]
+        return scores
+
+    def search_batch(self, queries: Sequence[SearchQuery], weight: float) -> list[Ranked]:
+        """Search a batch: one encoder call, one recommender call for the personalised rows."""
+        assert self.search is not None
+        personal = [row for row, q in enumerate(queries) if q.seq is not None]
+        if not personal or weight == 0.0:
+            return self.search.rank(queries)
+        rec = self.item_scores([queries[row].seq for row in personal])  # type: ignore[misc]
+        rows = np.zeros((len(queries), self.n_items), np.float32)
+        rows[personal] = rec
+        return self.search.rank(queries, rows, weight)  # a zero row blends in nothing
 
     def _top_k(self, row: np.ndarray, q: Query) -> Ranked:
         if q.exclude_seen:
@@ -118,6 +140,23 @@ class ModelRunner:
         if not ok:
             raise ModelLoadError(f"version {self.version}: probe prediction is malformed "
                                  f"(indices {ranked.indices[:5]}, scores {ranked.scores[:5]})")
+        if self.search is not None:
+            self._probe_search(seq)
+
+    def _probe_search(self, seq: np.ndarray) -> None:
+        """An item's own text must find that item among the top 10, with finite scores."""
+        assert self.search is not None
+        item = int(seq[-1])
+        title = self.search.texts[item - 1]
+        try:
+            found = self.search_batch([SearchQuery(title, 10, seq)], 0.0)[0]
+        except Exception as exc:
+            raise ModelLoadError(f"version {self.version}: search probe failed: {exc}") from exc
+        if not (np.isfinite(found.scores).all() and item in found.indices.tolist()):
+            raise ModelLoadError(
+                f"version {self.version}: search probe: the query {title!r} did not find its "
+                f"own item {item} in the top 10 (found {found.indices.tolist()}); the "
+                "encoder or the item embeddings are broken")
 
     @property
     def some_user(self) -> str | None:

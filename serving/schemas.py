@@ -20,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -36,15 +37,19 @@ __all__ = [
     "Item",
     "RecommendRequest",
     "RecommendResponse",
+    "SearchRequest",
+    "SearchResponse",
     "TallyBody",
     "VersionRequest",
     "describe_validation_error",
     "parse_feedback",
     "parse_request",
+    "parse_search",
 ]
 
 MAX_K = 100
 MAX_HISTORY = 1000
+MAX_QUERY_CHARS = 1000  # longer is refused; within it, what the encoder cannot read is cut
 
 
 class RecommendRequest(BaseModel):
@@ -67,6 +72,38 @@ class RecommendRequest(BaseModel):
         return self
 
 
+class SearchRequest(BaseModel):
+    """Search the catalogue by text; with a user_id or a history, personalised by it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: StrictStr = Field(..., min_length=1, max_length=MAX_QUERY_CHARS,
+                             description="What the shopper typed (not blank). Text beyond the "
+                                         "encoder's token limit is cut and the answer says "
+                                         "truncated: true.")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
+                                      description="Personalise by this known user's history "
+                                                  "(at most one of user_id, history).")
+    history: list[StrictStr] | None = Field(
+        None, min_length=1, max_length=MAX_HISTORY,
+        description="Personalise by these item ids, oldest first (at most one of user_id, "
+                    "history).")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("expected some text, found only whitespace")
+        return query
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> SearchRequest:
+        if self.user_id is not None and self.history is not None:
+            raise ValueError("give at most one of user_id or history")
+        return self
+
+
 class Item(BaseModel):
     """One recommended item."""
 
@@ -81,6 +118,19 @@ class RecommendResponse(BaseModel):
     items: list[Item]
     model_version: str
     degraded: bool
+    replica: str
+    node: str
+
+
+class SearchResponse(BaseModel):
+    """Search results; ``degraded``: BM25 answered, not the encoder; ``truncated``: the query
+    was longer than the encoder reads; ``personalised``: a history was blended in."""
+
+    items: list[Item]
+    model_version: str
+    degraded: bool
+    truncated: bool
+    personalised: bool
     replica: str
     node: str
 
@@ -173,6 +223,16 @@ def _parse(model: type[_Body], obj: Any) -> _Body:
 def parse_request(obj: Any) -> RecommendRequest:
     """Validate a decoded JSON body; raises InvalidRequest naming each bad field."""
     return _parse(RecommendRequest, obj)
+
+
+def parse_search(obj: Any) -> SearchRequest:
+    """Validate a decoded search body; raises InvalidRequest naming each bad field.
+
+    Example:
+        >>> parse_search({"query": "space sci-fi", "k": 5}).k
+        5
+    """
+    return _parse(SearchRequest, obj)
 
 
 def parse_feedback(obj: Any) -> FeedbackRequest:

@@ -29,6 +29,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +37,11 @@ from typing import Any
 from serving.admission import AdmissionPolicy, Decision, budget_s, decide
 from serving.batching import MicroBatcher, Unbatched
 from serving.canary import Tally, in_canary, routing_key
-from serving.errors import InvalidRequest, ModelLoadError, NotReady, Overloaded
+from serving.errors import InvalidRequest, ModelLoadError, NoSearchModel, NotReady, Overloaded
 from serving.metrics import ServingMetrics
 from serving.runner import ModelRunner, Query, Ranked
-from serving.schemas import RecommendRequest
+from serving.schemas import RecommendRequest, SearchRequest
+from serving.search import DEFAULT_BLEND, SearchQuery
 from serving.source import ArtifactSource
 
 __all__ = ["HIT_AT", "MAX_TALLIES", "RecommendService", "ServiceConfig"]
@@ -59,6 +61,7 @@ class ServiceConfig:
     batching: bool = True
     threads: int | None = None
     use_int8: bool = False
+    search_blend: float = DEFAULT_BLEND
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
 
 
@@ -86,8 +89,11 @@ class RecommendService:
         cfg = self.config
         if not cfg.batching:
             self._batcher: Any = Unbatched(self._run_batch)
+            self._search_batcher: Any = Unbatched(self._run_search_batch)
         else:
             self._batcher = MicroBatcher(self._run_batch, cfg.max_batch_size, cfg.batch_wait_s)
+            self._search_batcher = MicroBatcher(self._run_search_batch, cfg.max_batch_size,
+                                                cfg.batch_wait_s)
 
     # -- versions ---------------------------------------------------------------------------
 
@@ -205,6 +211,27 @@ class RecommendService:
                         ) -> dict[str, Any]:
         """The answer as a JSON-ready dict; raises InvalidRequest, NotReady or Overloaded."""
         runner, query = self._route(req)
+        ranked = await self._guarded(self._batcher, runner, query, runner.fallback, timeout_s)
+        return self._answer(runner, ranked)
+
+    async def search(self, req: SearchRequest, timeout_s: float | None = None
+                     ) -> dict[str, Any]:
+        """Search results as a JSON-ready dict, with the same deadline, admission and degraded
+        tier as ``recommend``; raises NoSearchModel when the version carries no search."""
+        runner, query = self._route_search(req)
+        model = runner.search
+        assert model is not None
+        truncated = model.truncated(query.text)
+        ranked = await self._guarded(self._search_batcher, runner, query, model.fallback,
+                                     timeout_s)
+        personalised = (query.seq is not None and not ranked.degraded
+                        and self.config.search_blend > 0)
+        return {**self._answer(runner, ranked), "truncated": truncated,
+                "personalised": personalised}
+
+    async def _guarded(self, batcher: Any, runner: ModelRunner, query: Any,
+                       fallback: Callable[[Any], Ranked], timeout_s: float | None) -> Ranked:
+        """Admission, then the batched model under a deadline; the degraded tier otherwise."""
         decision = decide(self.config.admission, self._in_flight, self._degraded_in_flight)
         if decision is Decision.SHED:
             self.metrics.shed.inc()
@@ -214,20 +241,20 @@ class RecommendService:
         if decision is Decision.DEGRADE:
             self._degraded_in_flight += 1
             try:
-                return self._answer(runner, self._fallback(runner, query, "overload"))
+                return self._fallback(fallback, query, "overload")
             finally:
                 self._degraded_in_flight -= 1
         self._in_flight += 1
         try:
             budget = budget_s(timeout_s, self.config.deadline_s)
-            ranked = await asyncio.wait_for(self._batcher.submit((runner, query)), budget)
+            ranked: Ranked = await asyncio.wait_for(batcher.submit((runner, query)), budget)
+            return ranked
         except TimeoutError:
-            ranked = self._fallback(runner, query, "deadline")
+            return self._fallback(fallback, query, "deadline")
         except Exception:  # noqa: BLE001 -- the model failed: the degraded tier still answers
-            ranked = self._fallback(runner, query, "model-error")
+            return self._fallback(fallback, query, "model-error")
         finally:
             self._in_flight -= 1
-        return self._answer(runner, ranked)
 
     def _route(self, req: RecommendRequest) -> tuple[ModelRunner, Query]:
         """The canary answers the keys in its share; everything else, the stable version."""
@@ -240,9 +267,31 @@ class RecommendService:
                 pass  # unknown to the canary's catalog: the stable version decides
         return runner, runner.resolve(req)
 
-    def _fallback(self, runner: ModelRunner, query: Query, reason: str) -> Ranked:
+    def _route_search(self, req: SearchRequest) -> tuple[ModelRunner, SearchQuery]:
+        """As ``_route``; a query without user or history is routed by its text."""
+        runner, canary = self.runner, self._canary
+        key = (routing_key(req.user_id, req.history)
+               if req.user_id is not None or req.history is not None else req.query)
+        if (canary is not None and canary[0] is not runner and canary[0].search is not None
+                and in_canary(key, canary[1])):
+            try:
+                return canary[0], self._search_query(canary[0], req)
+            except InvalidRequest:
+                pass  # unknown to the canary's catalog: the stable version decides
+        return runner, self._search_query(runner, req)
+
+    def _search_query(self, runner: ModelRunner, req: SearchRequest) -> SearchQuery:
+        if runner.search is None:
+            raise NoSearchModel(f"model version {runner.version} carries no search model; "
+                                "publish an artifact exported with --search")
+        seq = None
+        if req.user_id is not None or req.history is not None:
+            seq = runner.resolve(RecommendRequest(user_id=req.user_id, history=req.history)).seq
+        return SearchQuery(req.query, req.k, seq)
+
+    def _fallback(self, fallback: Callable[[Any], Ranked], query: Any, reason: str) -> Ranked:
         self.metrics.fallbacks.labels(reason).inc()
-        return runner.fallback(query)
+        return fallback(query)
 
     def _answer(self, runner: ModelRunner, ranked: Ranked) -> dict[str, Any]:
         return {"items": runner.items_json(ranked), "model_version": runner.version,
@@ -253,14 +302,27 @@ class RecommendService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._score, items)
 
+    async def _run_search_batch(self, items: list[tuple[ModelRunner, SearchQuery]]
+                                ) -> list[Ranked]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._score_search, items)
+
     def _score(self, items: list[tuple[ModelRunner, Query]]) -> list[Ranked]:
+        return self._per_version(items, lambda runner, qs: runner.score(qs))
+
+    def _score_search(self, items: list[tuple[ModelRunner, SearchQuery]]) -> list[Ranked]:
+        blend = self.config.search_blend
+        return self._per_version(items, lambda runner, qs: runner.search_batch(qs, blend))
+
+    def _per_version(self, items: list[tuple[ModelRunner, Any]],
+                     run: Callable[[ModelRunner, list[Any]], list[Ranked]]) -> list[Ranked]:
         if self._stall_s:
             time.sleep(self._stall_s)
         # A swap can put two versions in one batch: score each version's share separately.
         out: list[Ranked | None] = [None] * len(items)
         for runner in {id(r): r for r, _ in items}.values():
             rows = [i for i, (r, _) in enumerate(items) if r is runner]
-            for i, ranked in zip(rows, runner.score([items[i][1] for i in rows]), strict=True):
+            for i, ranked in zip(rows, run(runner, [items[i][1] for i in rows]), strict=True):
                 out[i] = ranked
         return [r for r in out if r is not None]
 
@@ -304,6 +366,7 @@ class RecommendService:
                           for v, t in self.feedback_stats().items()}}
 
     def close(self) -> None:
-        if isinstance(self._batcher, MicroBatcher):
-            self._batcher.close()
+        for batcher in (self._batcher, self._search_batcher):
+            if isinstance(batcher, MicroBatcher):
+                batcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from serving.errors import (
     InvalidRequest,
     ModelLoadError,
+    NoSearchModel,
     NotReady,
     Overloaded,
     ServingError,
@@ -49,6 +50,7 @@ _TABLE: tuple[tuple[type[ServingError], Status], ...] = (
     (NotReady, Status(503, "UNAVAILABLE", 1.0)),
     (ModelLoadError, Status(409, "FAILED_PRECONDITION")),
     (Unauthorized, Status(401, "UNAUTHENTICATED")),
+    (NoSearchModel, Status(404, "UNIMPLEMENTED")),
 )
 _UNEXPECTED = Status(503, "INTERNAL", 1.0, expected=False)
 

