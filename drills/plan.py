@@ -34,6 +34,7 @@ from drills.scenario import (
     NdcgSLO,
     RecoverySLO,
     Scenario,
+    SearchNdcgSLO,
     SuccessRatioSLO,
     TargetSpec,
 )
@@ -156,6 +157,10 @@ def _load(load: LoadSpec) -> list[str]:
     if load.feedback:
         lines.append(_wrap(f"{_INDENT}replays each answered user's held-out item as feedback "
                            "(online quality)"))
+    if load.search_share:
+        lines.append(_wrap(f"{_INDENT}{_percent(load.search_share)} of the requests are held-out "
+                           "searches from the artifact (test split), scored by Recall@10 / "
+                           "NDCG@10"))
     return lines
 
 
@@ -228,6 +233,8 @@ def _condition(slo: SLO) -> str:
         return "p99 <= " + " and <= ".join(bounds)
     if isinstance(slo, NdcgSLO):
         return f"NDCG@10 >= {_ratio(slo.min_ratio)} baseline"
+    if isinstance(slo, SearchNdcgSLO):
+        return f"search NDCG@10 >= {_ratio(slo.min_ratio)} baseline"
     if isinstance(slo, DegradedShareSLO):
         return f"degraded share <= {_percent(slo.max)}"
     if isinstance(slo, RecoverySLO):

@@ -1,6 +1,7 @@
 """A drill's report from its journal: ``report.md`` (read in ten seconds), ``timeline.png``
-(p99, success, NDCG@10 and degraded share per second, faults shaded), ``journal.json`` and a
-verdict table for the terminal.
+(p99, success, NDCG@10 — the recommender's, and the searches' when the drill sends any — and
+degraded share per second, faults shaded), ``journal.json`` and a verdict table for the
+terminal.
 
 The journal is the plain JSON-ready dict the runner records; nothing here re-judges it.
 
@@ -27,7 +28,9 @@ __all__ = ["console_table", "headline", "plot_timeline", "render_markdown", "wri
 
 _DASH = "—"
 _OBSERVED_FORMAT = {"success_ratio": "{:.4f}", "p99_ms": "{:.1f} ms", "ndcg10": "{:.3f}x",
-                    "degraded_share": "{:.3f}", "recovery_s": "{:.1f} s"}
+                    "search_ndcg10": "{:.3f}x", "degraded_share": "{:.3f}",
+                    "recovery_s": "{:.1f} s"}
+_SEARCH_COLOR = "tab:blue"
 
 
 def headline(journal: Mapping[str, Any]) -> str:
@@ -100,8 +103,9 @@ def console_table(journal: Mapping[str, Any]) -> Table:
 def plot_timeline(journal: Mapping[str, Any], path: Path) -> Path:
     """Four stacked panels over the drill's seconds, fault windows shaded; written atomically.
 
-    Panels: p99 latency of successes (log scale), success ratio, NDCG@10, degraded share.
-    Dashed lines are the scenario's bounds; a red line marks an abort.
+    Panels: p99 latency of successes (log scale), success ratio, NDCG@10 (the recommender's
+    in black, the searches' in blue when measured), degraded share. Dashed lines are the
+    scenario's bounds; a red line marks an abort.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -118,15 +122,15 @@ def plot_timeline(journal: Mapping[str, Any], path: Path) -> Path:
               ("NDCG@10", [_nan(w.get("ndcg10")) for w in seconds]),
               ("degraded share", [_nan(w["degraded"] / w["ok"] if w.get("ok") else None)
                                   for w in seconds])]
-    for ax, (label, y) in zip(axes, series, strict=True):
+    search = [_nan(w.get("search_ndcg10")) for w in seconds]
+    for i, (ax, (label, y)) in enumerate(zip(axes, series, strict=True)):
         ax.set_ylabel(label, fontsize=9)
         ax.grid(alpha=0.3)
-        if any(math.isfinite(v) for v in y):
-            # the last second is drawn to its end, not cut at its start
-            ax.step([*x, float(seconds[-1]["end_s"])], [*y, y[-1]], where="post",
-                    color="black", linewidth=1)
-            ax.plot([t + 0.5 for t in x], y, ".", color="black", markersize=3)
-        else:
+        drawn = _draw_series(ax, x, y, seconds, "black", "recommend")
+        if i == 2 and _draw_series(ax, x, search, seconds, _SEARCH_COLOR, "search"):
+            ax.legend(loc="lower left", fontsize=8)
+            drawn = True
+        if not drawn:
             ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center",
                     va="center", color="gray")
     if any(math.isfinite(v) and v > 0 for v in series[0][1]):
@@ -182,17 +186,23 @@ def _verdict_section(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _phase_section(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+    searched = any(w.get("searches") for w in phases)
     rows = []
     for w in phases:
         ok, offered = w.get("ok", 0), w.get("offered", 0)
-        rows.append([w.get("label"), f"{w.get('start_s', 0):g}–{w.get('end_s', 0):g} s",
-                     f"{offered:,}", _fmt(w.get("success_ratio"), "{:.4f}"),
-                     f"{offered - ok:,}", _fmt(w.get("p50_ms"), "{:.1f} ms"),
-                     _fmt(w.get("p99_ms"), "{:.1f} ms"), _fmt(w.get("max_ms"), "{:.1f} ms"),
-                     _fmt(w.get("ndcg10"), "{:.4f}"),
-                     _fmt(w.get("degraded", 0) / ok if ok else None, "{:.3f}")])
+        row = [w.get("label"), f"{w.get('start_s', 0):g}–{w.get('end_s', 0):g} s",
+               f"{offered:,}", _fmt(w.get("success_ratio"), "{:.4f}"),
+               f"{offered - ok:,}", _fmt(w.get("p50_ms"), "{:.1f} ms"),
+               _fmt(w.get("p99_ms"), "{:.1f} ms"), _fmt(w.get("max_ms"), "{:.1f} ms"),
+               _fmt(w.get("ndcg10"), "{:.4f}")]
+        if searched:
+            row += [_fmt(w.get("search_recall10"), "{:.4f}"),
+                    _fmt(w.get("search_ndcg10"), "{:.4f}"),
+                    _fmt(w.get("search_p99_ms"), "{:.1f} ms")]
+        rows.append([*row, _fmt(w.get("degraded", 0) / ok if ok else None, "{:.3f}")])
     header = ["phase", "window", "offered", "success", "failed", "p50", "p99", "max",
-              "NDCG@10", "degraded share"]
+              "NDCG@10", *(["search Recall@10", "search NDCG@10", "search p99"] if searched
+                           else []), "degraded share"]
     return ["## Phases", "", *(_table(header, rows) if rows else ["No phase was measured.", ""])]
 
 
@@ -237,7 +247,10 @@ def _environment_section(journal: Mapping[str, Any]) -> list[str]:
            (f"- load: {_fmt(load.get('rate_rps'), '{:g}')} req/s over "
             f"{_fmt(load.get('duration_s'), '{:g}')} s, {load.get('protocol', '?')} via the "
             f"{load.get('client', '?')} client to "
-            f"{', '.join(load.get('addresses', ())) or '?'}")]
+            f"{', '.join(load.get('addresses', ())) or '?'}"
+            + (f"; {load['search_share']:.0%} of the requests are held-out searches "
+               f"({load.get('search_queries', '?')} test queries)"
+               if load.get("search_share") else ""))]
     if summary:
         out.append(f"- measured: {summary.get('offered', 0):,} offered, "
                    f"{summary.get('ok', 0):,} ok (success "
@@ -246,6 +259,16 @@ def _environment_section(journal: Mapping[str, Any]) -> list[str]:
                    f"{_fmt(latency.get('p99_ms'), '{:.1f} ms')}, max "
                    f"{_fmt(latency.get('max_ms'), '{:.1f} ms')}; generator "
                    f"{'valid' if _load_valid(journal) else '**not valid**'}")
+    search = summary.get("search") or {}
+    if search:
+        slat, quality = search.get("latency_ms") or {}, search.get("quality") or {}
+        out.append(f"- searches: {search.get('offered', 0):,} offered, {search.get('ok', 0):,} "
+                   f"ok (success {_fmt(search.get('success_ratio'), '{:.4f}')}), p50 "
+                   f"{_fmt(slat.get('p50_ms'), '{:.1f} ms')}, p99 "
+                   f"{_fmt(slat.get('p99_ms'), '{:.1f} ms')}; Recall@10 "
+                   f"{_fmt(quality.get('recall'), '{:.4f}')}, NDCG@10 "
+                   f"{_fmt(quality.get('ndcg'), '{:.4f}')} over {quality.get('scored', 0):,} "
+                   f"scored; BM25 answered {_fmt(search.get('degraded_share'), '{:.3f}')}")
     out.append("")
     replicas = env.get("replicas") or []
     if replicas:
@@ -280,8 +303,23 @@ def _draw_bounds(axes: Sequence[Any], journal: Mapping[str, Any]) -> None:
         elif kind == "ndcg10" and base.get("ndcg10"):
             axes[2].axhline(slo["min_ratio"] * base["ndcg10"], color="gray", linestyle="--",
                             linewidth=0.8)
+        elif kind == "search_ndcg10" and base.get("search_ndcg10"):
+            axes[2].axhline(slo["min_ratio"] * base["search_ndcg10"], color=_SEARCH_COLOR,
+                            linestyle="--", linewidth=0.8, alpha=0.6)
         elif kind == "degraded_share":
             axes[3].axhline(slo["max"], color="gray", linestyle="--", linewidth=0.8)
+
+
+def _draw_series(ax: Any, x: Sequence[float], y: Sequence[float],
+                 seconds: Sequence[Mapping[str, Any]], color: str, label: str) -> bool:
+    """Steps of ``y`` per second (False, nothing drawn, when none is finite)."""
+    if not any(math.isfinite(v) for v in y):
+        return False
+    # the last second is drawn to its end, not cut at its start
+    ax.step([*x, float(seconds[-1]["end_s"])], [*y, y[-1]], where="post", color=color,
+            linewidth=1, label=label)
+    ax.plot([t + 0.5 for t in x], y, ".", color=color, markersize=3)
+    return True
 
 
 def _draw_faults(axes: Sequence[Any], journal: Mapping[str, Any]) -> None:

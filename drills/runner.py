@@ -30,24 +30,26 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from bench.loadgen.errors import WorkloadError
 from bench.loadgen.generate import GeneratorJob
 from bench.loadgen.multiproc import run_processes
 from bench.loadgen.outcomes import Outcomes, Status
 from bench.loadgen.recorder import summarize
+from bench.loadgen.runner import search_summary
 from bench.loadgen.schedule import Schedule
 from bench.loadgen.timeline import Phase, WindowStats, per_phase, per_second
 from bench.loadgen.transports import TransportSpec
-from bench.loadgen.workload import Workload, load_workload
+from bench.loadgen.workload import HeldOutQuery, Workload, load_search_queries, load_workload
 from drills import plan, slo
 from drills.artifacts import derive_version
-from drills.errors import DrillError
+from drills.errors import DrillError, EnvironmentError_
 from drills.faults import FAULTS, Damage, FaultContext, FaultRecord
 from drills.region_faults import REGION_FAULTS
 from drills.regions import open_regions
 from drills.scenario import RecoverySLO, Scenario
 from drills.system import DrillInputs, System, open_system, remove_tree
 
-__all__ = ["RunOptions", "drill_schedule", "run_drill"]
+__all__ = ["RunOptions", "drill_schedule", "run_drill", "search_queries", "with_searches"]
 
 console = Console(stderr=True, width=120)
 
@@ -61,6 +63,40 @@ class RunOptions:
     ray_address: str | None = None
     progress: bool = True
     keep_work: bool = False
+
+
+def search_queries(scenario: Scenario, artifact: Path) -> tuple[HeldOutQuery, ...]:
+    """The held-out test queries a drill with ``load.search_share`` > 0 sends (none without);
+    refuses, before anything starts, an artifact that carries no search.
+
+    Example:
+        >>> s = Scenario.model_validate({"title": "t", "load": {"rate_rps": 5, "duration_s": 20},
+        ...     "method": [{"fault": "kill-replica", "at_s": 4}],
+        ...     "steady_state_hypothesis": {"slos": [{"kind": "success_ratio", "min": 1}]}})
+        >>> search_queries(s, Path("no-such-artifact"))
+        ()
+    """
+    if scenario.load.search_share == 0:
+        return ()
+    try:
+        return load_search_queries(artifact, "test")
+    except WorkloadError as exc:
+        raise EnvironmentError_(f"scenario {scenario.title} sends "
+                                f"{scenario.load.search_share:.0%} searches (load.search_share) "
+                                f"but cannot score them: {exc}") from exc
+
+
+def with_searches(workload: Workload, searches: tuple[HeldOutQuery, ...], share: float
+                  ) -> Workload:
+    """``workload`` sending ``share`` of its requests as ``searches`` (unchanged at 0).
+
+    Example:
+        >>> from bench.loadgen.workload import HeldOutUser
+        >>> w = Workload((HeldOutUser("u", ("a",), "b"),))
+        >>> with_searches(w, (HeldOutQuery("q", ("i",)),), 0.3).search_share
+        0.3
+    """
+    return replace(workload, searches=searches, search_share=share) if share else workload
 
 
 def _iso() -> str:
@@ -309,19 +345,27 @@ def _load_summary(outcomes: Outcomes, hist: Any, gens: Any, rate: float) -> dict
     reasons = []
     if lag.p99_ms is not None and lag.p99_ms > 20:
         reasons.append(f"generator lag p99 {lag.p99_ms} ms > 20 ms: latencies are suspect")
-    return {"offered": len(outcomes), "ok": int(ok.sum()),
-            "errors": outcomes.count(Status.ERROR, Status.SHED, Status.TIMEOUT),
-            "dropped": outcomes.count(Status.DROPPED),
-            "success_ratio": round(float(ok.mean()), 5) if len(outcomes) else None,
-            "latency_ms": asdict(summarize(hist.ok)), "lag_ms": asdict(lag),
-            "rate_rps": rate, "generator_cpu_s": [g.cpu_s for g in gens],
-            "valid": not reasons, "invalid_reasons": reasons}
+    out = {"offered": len(outcomes), "ok": int(ok.sum()),
+           "errors": outcomes.count(Status.ERROR, Status.SHED, Status.TIMEOUT),
+           "dropped": outcomes.count(Status.DROPPED),
+           "success_ratio": round(float(ok.mean()), 5) if len(outcomes) else None,
+           "latency_ms": asdict(summarize(hist.ok)), "lag_ms": asdict(lag),
+           "rate_rps": rate, "generator_cpu_s": [g.cpu_s for g in gens],
+           "valid": not reasons, "invalid_reasons": reasons}
+    if outcomes.searches.any():
+        out["search"] = search_summary(outcomes)
+    return out
 
 
 def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
-    """Run ``scenario`` end to end; returns the journal (also written to ``options.out``)."""
+    """Run ``scenario`` end to end; returns the journal (also written to ``options.out``).
+
+    Raises EnvironmentError_ before anything starts when the scenario sends searches and the
+    artifact carries none.
+    """
     from drills.report import write_report
 
+    searches = search_queries(scenario, options.inputs.artifact)
     journal = _Journal()
     damage = Damage()
     records = [FaultRecord(name, f.fault, f.at_s, f.end_s)
@@ -336,7 +380,7 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
         opener = open_regions if scenario.cluster.regions > 1 else open_system
         with opener(scenario.cluster, options.inputs, work, options.ray_address) as sud:
             try:
-                _run(scenario, options, sud, journal, damage, records, doc)
+                _run(scenario, options, sud, journal, damage, records, doc, searches)
             finally:
                 _rollbacks(scenario, sud, damage, journal)
     except KeyboardInterrupt:
@@ -357,7 +401,8 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
 
 
 def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal,
-         damage: Damage, records: list[FaultRecord], doc: dict[str, Any]) -> None:
+         damage: Damage, records: list[FaultRecord], doc: dict[str, Any],
+         searches: tuple[HeldOutQuery, ...] = ()) -> None:
     load = scenario.load
     journal.log("info", f"{sud.mode} cluster: {sud.alive_nodes()} nodes; publishing and "
                 "deploying")
@@ -366,7 +411,8 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
         started["frontdoor"] = sud.start_frontdoor()
     damage.stable_version = sud.version
     journal.log("info", f"serving {sud.version} on {len(sud.replicas())} replicas", started)
-    workload = load_workload(options.inputs.artifact, options.inputs.checkpoint)
+    workload = with_searches(load_workload(options.inputs.artifact, options.inputs.checkpoint),
+                             searches, load.search_share)
     spec = _transport(sud, scenario)
     rate = load.rate_rps
     if rate is None:
@@ -387,7 +433,8 @@ def _run(scenario: Scenario, options: RunOptions, sud: System, journal: _Journal
                  "kind": spec.kind, "via": load.via, "addresses": list(spec.addresses),
                  "duration_s": load.duration_s, "timeout_s": load.timeout_s,
                  "retries": spec.retries, "requests": len(schedule), "feedback": load.feedback,
-                 "quality": options.inputs.checkpoint is not None}}
+                 "quality": options.inputs.checkpoint is not None,
+                 "search_share": load.search_share, "search_queries": len(searches)}}
     picks = workload.order(len(schedule), load.seed)
     job = GeneratorJob(spec, workload, schedule, picks, 1000, 1.0, None, 1.0)
     live = _Live(scenario)

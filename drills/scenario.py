@@ -34,6 +34,7 @@ __all__ = [
     "NdcgSLO",
     "RecoverySLO",
     "Scenario",
+    "SearchNdcgSLO",
     "SteadyState",
     "SuccessRatioSLO",
     "TargetSpec",
@@ -115,6 +116,9 @@ class LoadSpec(_Strict):
                                         "hedged copy after this long.")
     feedback: bool = Field(False, description="Also replay each answered user's held-out item "
                            "as feedback (online quality for canaries).")
+    search_share: float = Field(0.0, ge=0, le=1, description="Share of the requests that are "
+                                "held-out searches (POST /v1/search, gRPC Search), scored by "
+                                "Recall@10 / NDCG@10; needs an artifact that carries search.")
 
     @model_validator(mode="after")
     def _one_rate(self) -> LoadSpec:
@@ -231,6 +235,15 @@ class NdcgSLO(_SLOBase):
     min_ratio: float = Field(..., gt=0, le=2, description="Fraction of the baseline NDCG@10.")
 
 
+class SearchNdcgSLO(_SLOBase):
+    """NDCG@10 of answered held-out searches is at least ``min_ratio`` x the baseline's
+    (needs ``load.search_share`` > 0)."""
+
+    kind: Literal["search_ndcg10"]
+    min_ratio: float = Field(..., gt=0, le=2, description="Fraction of the baseline search "
+                             "NDCG@10.")
+
+
 class DegradedShareSLO(_SLOBase):
     """Share of successful answers given by the fallback tier is at most ``max``."""
 
@@ -270,8 +283,8 @@ class FactSLO(_SLOBase):
         return self
 
 
-SLO = Annotated[SuccessRatioSLO | P99SLO | NdcgSLO | DegradedShareSLO | RecoverySLO | FactSLO,
-                Field(discriminator="kind")]
+SLO = Annotated[SuccessRatioSLO | P99SLO | NdcgSLO | SearchNdcgSLO | DegradedShareSLO
+                | RecoverySLO | FactSLO, Field(discriminator="kind")]
 
 
 class SteadyState(_Strict):
@@ -314,6 +327,10 @@ class Scenario(_Strict):
                                  f"(duration_s={self.load.duration_s})")
         if any(f.fault == "bad-model" for f in self.method) and not self.load.feedback:
             raise ValueError("bad-model is judged by online feedback: set load.feedback: true")
+        if (any(isinstance(s, SearchNdcgSLO) for s in self.steady_state_hypothesis.slos)
+                and self.load.search_share == 0):
+            raise ValueError("a search_ndcg10 SLO judges held-out searches: set "
+                             "load.search_share above 0 (e.g. 0.2)")
         first = min(f.at_s for f in self.method)
         if first < 3:
             raise ValueError(f"the first fault at_s={first} leaves under 3 s of baseline; "

@@ -35,6 +35,7 @@ from drills.scenario import (
     NdcgSLO,
     RecoverySLO,
     Scenario,
+    SearchNdcgSLO,
     SuccessRatioSLO,
 )
 
@@ -277,6 +278,33 @@ def _ndcg(slo: NdcgSLO, phase: str, inp: _Inputs) -> Verdict:
                    None if ok else _over(slo.min_ratio, ratio))
 
 
+def _search_ndcg(slo: SearchNdcgSLO, phase: str, inp: _Inputs) -> Verdict:
+    name = slo.name or f"search NDCG@10 >= {slo.min_ratio:g}x baseline"
+    base = inp.phases.get("baseline")
+    base_ndcg = base.search_ndcg10 if base is not None else None
+    limit = f">= {slo.min_ratio:g}x baseline" + (f" ({base_ndcg:.4f})" if base_ndcg else "")
+    w = inp.phases.get(phase)
+    if w is None or w.offered == 0:
+        return _unmeasured(name, slo.kind, phase, limit, _no_window(w, phase))
+    if w.searches == 0:
+        return _unmeasured(name, slo.kind, phase, limit, f"no searches were offered in {phase} "
+                           f"(0 of {w.offered:,} requests); search NDCG@10 not measured")
+    if w.search_ndcg10 is None:
+        return _unmeasured(name, slo.kind, phase, limit,
+                           f"search NDCG@10 not measured in {phase} (no scored search answers; "
+                           f"{w.search_ok:,} of {w.searches:,} searches answered)")
+    if not base_ndcg:
+        why = "was not measured" if base_ndcg is None else "is 0, so the ratio is undefined"
+        return _unmeasured(name, slo.kind, phase, limit, f"baseline search NDCG@10 {why}")
+    ratio = round(w.search_ndcg10 / base_ndcg, 4)
+    ok = ratio >= slo.min_ratio - _EPS
+    recall = "" if w.search_recall10 is None else f", Recall@10 {w.search_recall10:.4f}"
+    detail = (f"{ratio:g}x baseline ({w.search_ndcg10:.4f} vs {base_ndcg:.4f}{recall}, "
+              f"{w.search_scored:,} scored searches)")
+    return Verdict(name, slo.kind, phase, ratio, limit, ok, detail,
+                   None if ok else _over(slo.min_ratio, ratio))
+
+
 def _degraded_share(slo: DegradedShareSLO, phase: str, inp: _Inputs) -> Verdict:
     name, limit = slo.name or f"degraded share <= {slo.max:g}", f"<= {slo.max:g}"
     w = inp.phases.get(phase)
@@ -356,6 +384,7 @@ _JUDGES: dict[type, Callable[[Any, str, _Inputs], Verdict]] = {
     SuccessRatioSLO: _success_ratio,
     P99SLO: _p99,
     NdcgSLO: _ndcg,
+    SearchNdcgSLO: _search_ndcg,
     DegradedShareSLO: _degraded_share,
     RecoverySLO: _recovery,
     FactSLO: _fact,

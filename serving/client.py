@@ -3,9 +3,10 @@
 Every call has a deadline; an attempt that fails with a connection error, a timeout, a 5xx or
 a retryable gRPC code is retried on the *next* endpoint after a full-jitter backoff; with
 ``hedge_after_s`` a second attempt races the first when it is slow. Bad input (4xx,
-INVALID_ARGUMENT) is never retried. With ``fallback`` (a ``LocalFallback``), a call that no
-endpoint answers in time is answered from the artifact's lists, ``degraded: true``, instead of
-raising. bench/ and drills/ use it.
+INVALID_ARGUMENT) is never retried. With ``fallback`` (a ``LocalFallback``), a recommend call
+that no endpoint answers in time is answered from the artifact's lists, ``degraded: true``,
+instead of raising (searches have no local tier: the replicas' BM25 is theirs). bench/ and
+drills/ use it.
 
 Example:
     >>> async with Client(["http://127.0.0.1:8100", "http://127.0.0.1:8101"]) as c:  # doctest: +SKIP
@@ -38,6 +39,9 @@ from serving.schemas import RecommendRequest, RecommendResponse
 __all__ = ["Client", "recommend_sync"]
 
 _TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+# operation -> (HTTP path, gRPC method); the request / response messages are named after it
+_ROUTES = {"recommend": ("/v1/recommend", "/recdrill.v1.Recommender/Recommend"),
+           "search": ("/v1/search", "/recdrill.v1.Recommender/Search")}
 
 
 class _Fatal(Exception):
@@ -69,7 +73,8 @@ class Client:
         self._rng = rng or random.Random()
         self._next = itertools.count(self._rng.randrange(len(self.endpoints)))
         self._session: Any = None
-        self._stubs: dict[str, Any] = {}
+        self._stubs: dict[tuple[str, str], Any] = {}
+        self._grpc_channels: dict[str, Any] = {}
         self._channels: list[Any] = []
 
     async def __aenter__(self) -> Self:
@@ -94,6 +99,24 @@ class Client:
     async def recommend_raw(self, body: dict[str, Any], policy: RetryPolicy | None = None
                             ) -> dict[str, Any]:
         """As ``recommend`` but returns the decoded JSON (cheaper: for load generators)."""
+        return await self._call("recommend", body, policy)
+
+    async def search_raw(self, body: dict[str, Any], policy: RetryPolicy | None = None
+                         ) -> dict[str, Any]:
+        """A search (``POST /v1/search`` / ``Recommender.Search``) with the same deadline,
+        retries and hedging as ``recommend_raw``; the decoded JSON of a ``SearchResponse``.
+
+        A version without search answers 404 / UNIMPLEMENTED: a ClientError, never retried.
+        There is no local fallback for search: with no endpoint answering it raises.
+
+        Example:
+            >>> await client.search_raw({"query": "red shoes", "k": 10})  # doctest: +SKIP
+            {'items': [...], 'degraded': False, 'truncated': False, 'personalised': False, ...}
+        """
+        return await self._call("search", body, policy)
+
+    async def _call(self, op: str, body: dict[str, Any], policy: RetryPolicy | None
+                    ) -> dict[str, Any]:
         p = policy or self.policy
         deadline = time.monotonic() + p.deadline_s
         order = endpoint_order(len(self.endpoints), next(self._next) % len(self.endpoints))
@@ -108,12 +131,12 @@ class Client:
             hedge = (self.endpoints[order[(attempt + 1) % len(order)]]
                      if p.hedge_after_s is not None and len(order) > 1 else None)
             try:
-                return await self._attempt(first, hedge, body, p, remaining, attempts)
+                return await self._attempt(op, first, hedge, body, p, remaining, attempts)
             except _RetryableError:
                 continue  # recorded in attempts; the next attempt goes elsewhere
             except _Fatal as exc:
                 raise ClientError(str(exc), attempts + [(first, str(exc))], exc.status) from None
-        if self.fallback is not None:
+        if self.fallback is not None and op == "recommend":
             try:
                 answer = self.fallback.answer(body)
             except InvalidRequest as exc:
@@ -123,17 +146,17 @@ class Client:
         raise ClientError(f"no endpoint answered within {p.deadline_s} s after "
                           f"{len(attempts)} attempt(s): {attempts[-3:]}", attempts)
 
-    async def _attempt(self, endpoint: str, hedge: str | None, body: dict[str, Any],
+    async def _attempt(self, op: str, endpoint: str, hedge: str | None, body: dict[str, Any],
                        p: RetryPolicy, remaining: float, attempts: list[tuple[str, str]]
                        ) -> dict[str, Any]:
         timeout = attempt_timeout_s(p, remaining)
         if hedge is None:
-            return await self._one(endpoint, body, timeout, attempts)
-        tasks = [asyncio.ensure_future(self._one(endpoint, body, timeout, attempts))]
+            return await self._one(op, endpoint, body, timeout, attempts)
+        tasks = [asyncio.ensure_future(self._one(op, endpoint, body, timeout, attempts))]
         done, _ = await asyncio.wait(tasks, timeout=p.hedge_after_s)
         if not done:
-            tasks.append(asyncio.ensure_future(
-                self._one(hedge, body, max(0.0, timeout - (p.hedge_after_s or 0)), attempts)))
+            tasks.append(asyncio.ensure_future(self._one(
+                op, hedge, body, max(0.0, timeout - (p.hedge_after_s or 0)), attempts)))
         error: BaseException | None = None
         for next_done in asyncio.as_completed(tasks):
             try:
@@ -147,17 +170,18 @@ class Client:
         assert error is not None
         raise error
 
-    async def _one(self, endpoint: str, body: dict[str, Any], timeout: float,
+    async def _one(self, op: str, endpoint: str, body: dict[str, Any], timeout: float,
                    attempts: list[tuple[str, str]]) -> dict[str, Any]:
         try:
             if self.transport == "http":
-                return await self._http(endpoint, body, timeout)
-            return await self._grpc(endpoint, body, timeout)
+                return await self._http(op, endpoint, body, timeout)
+            return await self._grpc(op, endpoint, body, timeout)
         except _RetryableError as exc:
             attempts.append((endpoint, str(exc)))
             raise
 
-    async def _http(self, url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _http(self, op: str, url: str, body: dict[str, Any], timeout: float
+                    ) -> dict[str, Any]:
         import aiohttp
 
         if self._session is None:
@@ -166,7 +190,7 @@ class Client:
                 json_serialize=_dumps)
         headers = {**self._headers, _TIMEOUT_HEADER: str(int(timeout * 1000))}
         try:
-            async with self._session.post(f"{url}/v1/recommend", json=body, headers=headers,
+            async with self._session.post(f"{url}{_ROUTES[op][0]}", json=body, headers=headers,
                                           timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 data = await resp.read()
                 if resp.status == 200:
@@ -178,30 +202,37 @@ class Client:
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise _RetryableError(f"{type(exc).__name__}: {exc}") from None
 
-    async def _grpc(self, target: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _grpc(self, op: str, target: str, body: dict[str, Any], timeout: float
+                    ) -> dict[str, Any]:
         import grpc
 
         from serving.proto import recdrill_pb2 as pb
 
-        stub = self._stubs.get(target)
+        request_type = pb.SearchRequest if op == "search" else pb.RecommendRequest
+        stub = self._stubs.get((target, op))
         if stub is None:
-            channel = grpc.aio.insecure_channel(target)
-            self._channels.append(channel)
-            stub = self._stubs[target] = channel.unary_unary(
-                "/recdrill.v1.Recommender/Recommend",
-                request_serializer=pb.RecommendRequest.SerializeToString,
-                response_deserializer=pb.RecommendResponse.FromString)
+            channel = self._grpc_channels.get(target)
+            if channel is None:
+                channel = self._grpc_channels[target] = grpc.aio.insecure_channel(target)
+                self._channels.append(channel)
+            response_type = pb.SearchResponse if op == "search" else pb.RecommendResponse
+            stub = self._stubs[(target, op)] = channel.unary_unary(
+                _ROUTES[op][1], request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString)
         try:
-            resp = await stub(pb.RecommendRequest(**body), timeout=timeout)
+            resp = await stub(request_type(**body), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             message = f"gRPC {exc.code().name}: {exc.details()}"
             if exc.code().name in GRPC_RETRYABLE:
                 raise _RetryableError(message) from None
             raise _Fatal(400, message) from None
-        return {"items": [{"item_id": i.item_id, "title": i.title, "score": i.score}
-                          for i in resp.items],
-                "model_version": resp.model_version, "degraded": resp.degraded,
-                "replica": resp.replica, "node": resp.node}
+        out = {"items": [{"item_id": i.item_id, "title": i.title, "score": i.score}
+                         for i in resp.items],
+               "model_version": resp.model_version, "degraded": resp.degraded,
+               "replica": resp.replica, "node": resp.node}
+        if op == "search":
+            out.update(truncated=resp.truncated, personalised=resp.personalised)
+        return out
 
 
 class _RetryableError(Exception):

@@ -1,5 +1,6 @@
 """Open-loop load generator: seeded schedules, HdrHistograms from the intended send time,
-per-second timeline and phases, HTTP and gRPC, answers scored against held-out items.
+per-second timeline and phases, HTTP and gRPC, answers scored against held-out items, and
+held-out searches mixed in (``Workload.search_share``) scored by Recall@10 / NDCG@10.
 
 Example::
 
@@ -19,7 +20,7 @@ from bench.loadgen.errors import (
     GeneratorError,
     WorkloadError,
 )
-from bench.loadgen.outcomes import Outcomes, Status
+from bench.loadgen.outcomes import Outcomes, RequestKind, Status
 from bench.loadgen.overload import (
     Overload,
     OverloadVerdict,
@@ -28,13 +29,26 @@ from bench.loadgen.overload import (
     judge_overload,
     overload_from_summary,
 )
-from bench.loadgen.quality import Quality, quality_of, rank_of
+from bench.loadgen.quality import (
+    Quality,
+    SearchQuality,
+    quality_of,
+    rank_of,
+    search_quality_of,
+    search_scores,
+)
 from bench.loadgen.recorder import LatencySummary, RunHistograms, histogram_of, summarize
 from bench.loadgen.runner import LoadConfig, LoadResult, run_load
 from bench.loadgen.schedule import Schedule, constant, make_schedule, poisson, rate_steps
 from bench.loadgen.timeline import Phase, WindowStats, parse_phases, per_phase, per_second
 from bench.loadgen.transports import Answer, Transport, TransportSpec, make_transport
-from bench.loadgen.workload import HeldOutUser, Workload, load_workload
+from bench.loadgen.workload import (
+    HeldOutQuery,
+    HeldOutUser,
+    Workload,
+    load_search_queries,
+    load_workload,
+)
 
 __all__ = [
     "Answer",
@@ -43,6 +57,7 @@ __all__ = [
     "ContenderError",
     "GeneratorError",
     "GeneratorStats",
+    "HeldOutQuery",
     "HeldOutUser",
     "LatencySummary",
     "LoadConfig",
@@ -52,8 +67,10 @@ __all__ = [
     "OverloadVerdict",
     "Phase",
     "Quality",
+    "RequestKind",
     "RunHistograms",
     "Schedule",
+    "SearchQuality",
     "Status",
     "Transport",
     "TransportSpec",
@@ -65,6 +82,7 @@ __all__ = [
     "constant",
     "histogram_of",
     "judge_overload",
+    "load_search_queries",
     "load_workload",
     "make_schedule",
     "make_transport",
@@ -78,5 +96,7 @@ __all__ = [
     "rate_steps",
     "run_load",
     "run_open_loop",
+    "search_quality_of",
+    "search_scores",
     "summarize",
 ]

@@ -4,6 +4,10 @@ One coroutine walks the schedule; each request runs as its own task, so a slow a
 delays the next send. When ``max_in_flight`` requests are outstanding at a send time, that
 request is *dropped* (counted, not queued: queueing would hide the overload). Latency runs
 from the intended send time; the lag of the actual send is recorded beside it.
+
+Request indexes follow the workload: below ``len(targets)`` a recommend, scored by the rank of
+its held-out item; from there on a search, scored by Recall@10 / NDCG@10 against
+``relevant[index - len(targets)]``.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from bench.loadgen.outcomes import OutcomeBuffer, Outcomes, Status
-from bench.loadgen.quality import UNSCORED, rank_of
+from bench.loadgen.outcomes import OutcomeBuffer, Outcomes, RequestKind, Status
+from bench.loadgen.quality import UNSCORED, rank_of, search_scores
 from bench.loadgen.schedule import Schedule
 from bench.loadgen.transports import Transport
 
@@ -38,8 +42,12 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
                         targets: Sequence[str | None], *, max_in_flight: int = 1000,
                         drain_s: float = 5.0, start_at: float | None = None,
                         on_tick: Callable[[OutcomeBuffer, float], bool | None] | None = None,
-                        tick_s: float = 1.0) -> tuple[Outcomes, GeneratorStats]:
+                        tick_s: float = 1.0, relevant: Sequence[Collection[str]] = ()
+                        ) -> tuple[Outcomes, GeneratorStats]:
     """Run ``schedule`` against an opened ``transport``; request ``i`` replays ``picks[i]``.
+
+    ``targets`` holds the held-out item of each recommend request, ``relevant`` the relevant
+    items of each search request (indexed after the recommends).
 
     ``start_at`` is a ``time.monotonic()`` instant shared by generator processes (default:
     now). After the last send, answers get ``drain_s`` more seconds; the rest are timeouts.
@@ -48,15 +56,18 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
     counted as dropped): a drill's abort.
     """
     buf = OutcomeBuffer(schedule.offsets_s)
+    n_recommend = len(targets)
+    kinds = np.asarray(picks[:len(buf.kind)]) >= n_recommend  # dropped searches count too
+    buf.kind[:len(kinds)] = np.where(kinds, RequestKind.SEARCH, RequestKind.RECOMMEND)
     in_flight = 0
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(i: int, intended: float) -> None:
         nonlocal in_flight
         sent = time.monotonic()
-        user = int(picks[i])
+        index = int(picks[i])
         try:
-            answer = await transport.send(user)
+            answer = await transport.send(index)
         except asyncio.CancelledError:
             end = time.monotonic()
             buf.done(i, Status.TIMEOUT, sent - intended, end - intended, end - sent)
@@ -64,7 +75,13 @@ async def run_open_loop(schedule: Schedule, transport: Transport, picks: np.ndar
         finally:
             in_flight -= 1
         end = time.monotonic()
-        rank = rank_of(targets[user], answer.item_ids) if answer.status == Status.OK else UNSCORED
+        ok = answer.status == Status.OK
+        if index >= n_recommend:
+            rank = UNSCORED
+            if ok:
+                buf.searched(i, *search_scores(relevant[index - n_recommend], answer.item_ids))
+        else:
+            rank = rank_of(targets[index], answer.item_ids) if ok else UNSCORED
         buf.done(i, answer.status, sent - intended, end - intended, end - sent,
                  answer.degraded, rank)
 

@@ -43,7 +43,7 @@ Tick = Callable[[OutcomeBuffer, float], bool | None]
 
 async def _run(job: GeneratorJob, wait_start: Callable[[], float | None],
                on_tick: Tick | None = None) -> tuple[Outcomes, GeneratorStats]:
-    targets = job.workload.targets()
+    targets, relevant = job.workload.targets(), job.workload.relevant()
     transport = make_transport(job.transport, job.workload.requests(), targets)
     await transport.open()
     try:
@@ -51,13 +51,13 @@ async def _run(job: GeneratorJob, wait_start: Callable[[], float | None],
             warm = constant(min(job.schedule.rate_rps, 200.0), job.warmup_s)
             picks = job.workload.order(len(warm), seed=7)
             await run_open_loop(warm, transport, picks, targets, max_in_flight=job.max_in_flight,
-                                drain_s=job.transport.timeout_s + 1)
+                                drain_s=job.transport.timeout_s + 1, relevant=relevant)
         start_at = wait_start()
         return await run_open_loop(job.schedule, transport, job.picks, targets,
                                    max_in_flight=job.max_in_flight,
                                    drain_s=job.transport.timeout_s + 1, start_at=start_at,
                                    on_tick=on_tick if job.tick_s else None,
-                                   tick_s=job.tick_s or 1.0)
+                                   tick_s=job.tick_s or 1.0, relevant=relevant)
     finally:
         await transport.close()
 

@@ -8,12 +8,12 @@ hot path); everything after the run (histograms, timeline, quality) is computed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
 import numpy as np
 
-__all__ = ["OutcomeBuffer", "Outcomes", "Status"]
+__all__ = ["OutcomeBuffer", "Outcomes", "RequestKind", "Status"]
 
 
 class Status(IntEnum):
@@ -26,13 +26,27 @@ class Status(IntEnum):
     DROPPED = 4    # never sent: the in-flight cap was reached at its send time
 
 
+class RequestKind(IntEnum):
+    """Which API one scheduled request called."""
+
+    RECOMMEND = 0
+    SEARCH = 1
+
+
+def _unset() -> np.ndarray:
+    return np.empty(0)
+
+
 @dataclass(frozen=True, eq=False)
 class Outcomes:
     """Columns, one entry per scheduled request (times in µs, offsets in s from run start).
 
     ``latency_us`` runs from the *intended* send time, ``service_us`` from the actual one,
     ``lag_us`` is actual minus intended; all three are 0 for dropped requests. ``rank`` is the
-    0-based rank of the held-out item in the answer, -1 if absent, -2 if not scored.
+    0-based rank of the held-out item in a recommend answer, -1 if absent, -2 if not scored
+    (always -2 for searches). ``kind`` is a :class:`RequestKind`; ``search_recall10`` and
+    ``search_ndcg10`` score a search answer against its query's relevant items (NaN when not
+    scored, always NaN for recommends). The last three columns default to a recommend-only run.
     """
 
     intended_s: np.ndarray
@@ -42,6 +56,26 @@ class Outcomes:
     status: np.ndarray
     degraded: np.ndarray
     rank: np.ndarray
+    kind: np.ndarray = field(default_factory=_unset)
+    search_recall10: np.ndarray = field(default_factory=_unset)
+    search_ndcg10: np.ndarray = field(default_factory=_unset)
+
+    def __post_init__(self) -> None:
+        n = len(self.intended_s)
+        defaults = {"kind": lambda: np.zeros(n, dtype=np.int8),
+                    "search_recall10": lambda: np.full(n, np.nan, dtype=np.float32),
+                    "search_ndcg10": lambda: np.full(n, np.nan, dtype=np.float32)}
+        for name, make in defaults.items():
+            size = len(getattr(self, name))
+            if size == 0 and n:  # left out: every row is an unscored recommend
+                object.__setattr__(self, name, make())
+            elif size != n:
+                raise ValueError(f"column {name}: expected {n} rows, found {size}")
+
+    @property
+    def searches(self) -> np.ndarray:
+        """Mask of the search rows."""
+        return np.asarray(self.kind == RequestKind.SEARCH)
 
     def __len__(self) -> int:
         return len(self.intended_s)
@@ -74,6 +108,9 @@ class OutcomeBuffer:
         self.status = np.full(n, int(Status.TIMEOUT), dtype=np.int8)
         self.degraded = np.zeros(n, dtype=bool)
         self.rank = np.full(n, -2, dtype=np.int32)
+        self.kind = np.zeros(n, dtype=np.int8)
+        self.search_recall10 = np.full(n, np.nan, dtype=np.float32)
+        self.search_ndcg10 = np.full(n, np.nan, dtype=np.float32)
         self.finished = np.zeros(n, dtype=bool)
 
     def drop(self, i: int) -> None:
@@ -112,8 +149,15 @@ class OutcomeBuffer:
         self.rank[i] = rank
         self.finished[i] = True
 
+    def searched(self, i: int, recall10: float, ndcg10: float) -> None:
+        """Search ``i`` was answered with these scores (NaN: not scored)."""
+        self.kind[i] = RequestKind.SEARCH
+        self.search_recall10[i] = recall10
+        self.search_ndcg10[i] = ndcg10
+
     def freeze(self) -> Outcomes:
         """The filled columns (copies)."""
         return Outcomes(self.intended_s.copy(), self.lag_us.copy(), self.latency_us.copy(),
                         self.service_us.copy(), self.status.copy(), self.degraded.copy(),
-                        self.rank.copy())
+                        self.rank.copy(), self.kind.copy(), self.search_recall10.copy(),
+                        self.search_ndcg10.copy())

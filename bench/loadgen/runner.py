@@ -14,19 +14,23 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from bench.loadgen.dispatcher import GeneratorStats
 from bench.loadgen.errors import ConfigError
 from bench.loadgen.generate import GeneratorJob, run_job
 from bench.loadgen.multiproc import run_processes
 from bench.loadgen.outcomes import Outcomes, Status
-from bench.loadgen.quality import quality_of
-from bench.loadgen.recorder import RunHistograms, summarize
+from bench.loadgen.quality import quality_of, search_quality_of
+from bench.loadgen.recorder import RunHistograms, histogram_of, summarize
 from bench.loadgen.schedule import make_schedule
 from bench.loadgen.timeline import Phase, per_phase, per_second
 from bench.loadgen.transports import TransportSpec
 from bench.loadgen.workload import Workload
 
-__all__ = ["LoadConfig", "LoadResult", "run_load", "validity"]
+__all__ = ["LoadConfig", "LoadResult", "run_load", "search_summary", "validity"]
+
+_FAILED = [int(Status.ERROR), int(Status.SHED), int(Status.TIMEOUT)]
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,11 @@ class LoadResult:
         return not self.invalid_reasons
 
     def summary(self, timeline: bool = True) -> dict[str, Any]:
-        """Counts, latency (ok / service / lag / failed), quality, generator cost, timeline."""
+        """Counts, latency (ok / service / lag / failed), quality, generator cost, timeline.
+
+        Counts and latencies cover every request, ``quality`` the recommend answers; a run
+        with searches adds ``search``: their counts, latency and Recall@10 / NDCG@10.
+        """
         o, cfg = self.outcomes, self.config
         ok = int((o.status == Status.OK).sum())
         out: dict[str, Any] = {
@@ -91,7 +99,7 @@ class LoadResult:
             "service_ms": asdict(summarize(self.histograms.service)),
             "failed_ms": asdict(summarize(self.histograms.failed)),
             "lag_ms": asdict(summarize(self.histograms.lag)),
-            "quality": asdict(quality_of(o.rank[o.status == Status.OK])),
+            "quality": asdict(quality_of(o.rank[(o.status == Status.OK) & ~o.searches])),
             "generator": {
                 "processes": len(self.generators),
                 "cpu_s": round(sum(g.cpu_s for g in self.generators), 3),
@@ -100,6 +108,8 @@ class LoadResult:
                 "max_lag_p99_ms": cfg.max_lag_p99_ms},
             "valid": self.valid, "invalid_reasons": list(self.invalid_reasons),
         }
+        if o.searches.any():
+            out["search"] = search_summary(o)
         if cfg.phases:
             out["phases"] = [_window(w) for w in per_phase(o, cfg.phases)]
         if timeline:
@@ -109,6 +119,33 @@ class LoadResult:
 
 def _window(w: Any) -> dict[str, Any]:
     return {**asdict(w), "success_ratio": w.success_ratio}
+
+
+def search_summary(outcomes: Outcomes) -> dict[str, Any]:
+    """The search requests of a run alone: counts, latency of successes from the intended
+    send time, and Recall@10 / NDCG@10 of the scored answers.
+
+    Example:
+        >>> from bench.loadgen.outcomes import OutcomeBuffer, RequestKind
+        >>> buf = OutcomeBuffer(np.array([0.1, 0.2]))
+        >>> buf.done(0, Status.OK, 0, 0.004, 0.004); buf.searched(0, 0.5, 0.25)
+        >>> buf.done(1, Status.OK, 0, 0.002, 0.002, rank=3)
+        >>> s = search_summary(buf.freeze())
+        >>> s["offered"], s["latency_ms"]["count"], s["quality"]["ndcg"]
+        (1, 1, 0.25)
+    """
+    search = outcomes.searches
+    ok = search & (outcomes.status == Status.OK)
+    n, answered = int(search.sum()), int(ok.sum())
+    return {"offered": n, "ok": answered,
+            "errors": int(np.isin(outcomes.status[search], _FAILED).sum()),
+            "dropped": int((outcomes.status[search] == Status.DROPPED).sum()),
+            "success_ratio": round(answered / n, 4) if n else None,
+            "degraded_share": (round(float(outcomes.degraded[ok].mean()), 4) if answered
+                               else None),
+            "latency_ms": asdict(summarize(histogram_of(outcomes.latency_us[ok]))),
+            "quality": asdict(search_quality_of(outcomes.search_recall10[ok],
+                                                outcomes.search_ndcg10[ok]))}
 
 
 def validity(histograms: RunHistograms, generators: tuple[GeneratorStats, ...],
@@ -140,6 +177,7 @@ def run_load(config: LoadConfig, workload: Workload) -> LoadResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     base = GeneratorJob(config.transport, workload, schedule, picks, config.max_in_flight,
                         config.warmup_s)
+    generators: tuple[GeneratorStats, ...]
     if config.processes == 1 and not config.pin_cpus:
         outcomes, stats = run_job(base)
         histograms, generators = RunHistograms.of(outcomes), (stats,)

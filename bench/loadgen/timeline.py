@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bench.loadgen.errors import ConfigError
 from bench.loadgen.outcomes import Outcomes, Status
-from bench.loadgen.quality import quality_of
+from bench.loadgen.quality import quality_of, search_quality_of
 from bench.loadgen.recorder import histogram_of, summarize
 
 __all__ = ["Phase", "WindowStats", "parse_phases", "per_phase", "per_second", "window_stats"]
@@ -35,6 +36,10 @@ class WindowStats:
 
     ``errors`` counts errors, sheds and timeouts; ``degraded`` counts successful answers the
     fallback tier gave; latencies are of successful answers, from the intended send time.
+    Counts and latencies cover every request; ``hr10`` / ``ndcg10`` / ``scored`` score the
+    recommend answers only. The ``search_*`` fields cover the search requests alone:
+    ``searches`` offered, ``search_ok`` answered, their latency, and their mean Recall@10 /
+    NDCG@10 over ``search_scored`` scored answers (None when none was).
     """
 
     label: str
@@ -54,6 +59,13 @@ class WindowStats:
     hr10: float | None
     ndcg10: float | None
     scored: int
+    searches: int = 0
+    search_ok: int = 0
+    search_p50_ms: float | None = None
+    search_p99_ms: float | None = None
+    search_recall10: float | None = None
+    search_ndcg10: float | None = None
+    search_scored: int = 0
 
     @property
     def success_ratio(self) -> float | None:
@@ -65,18 +77,29 @@ def window_stats(outcomes: Outcomes, label: str, start_s: float, end_s: float) -
     """Stats of the requests whose intended send time is in ``[start_s, end_s)``.
 
     Example:
+        >>> import numpy as np
         >>> from bench.loadgen.outcomes import OutcomeBuffer
         >>> buf = OutcomeBuffer(np.array([0.1, 0.2]))
         >>> buf.done(0, Status.OK, 0, 0.002, 0.002, rank=0); buf.drop(1)
         >>> w = window_stats(buf.freeze(), "0", 0, 1)
-        >>> (w.offered, w.ok, w.dropped, w.p50_ms, w.hr10)
-        (2, 1, 1, 2.0, 1.0)
+        >>> (w.offered, w.ok, w.dropped, w.p50_ms, w.hr10, w.searches, w.search_ndcg10)
+        (2, 1, 1, 2.0, 1.0, 0, None)
     """
     rows = outcomes.select((outcomes.intended_s >= start_s) & (outcomes.intended_s < end_s))
     ok = rows.status == Status.OK
+    search = rows.searches
     lat = summarize(histogram_of(rows.latency_us[ok]))
-    quality = quality_of(rows.rank[ok])
+    quality = quality_of(rows.rank[ok & ~search])
     span = end_s - start_s
+    searches: dict[str, Any] = {}
+    if search.any():  # a search-free window skips the second histogram
+        search_ok = ok & search
+        search_lat = summarize(histogram_of(rows.latency_us[search_ok]))
+        found = search_quality_of(rows.search_recall10[search_ok], rows.search_ndcg10[search_ok])
+        searches = {"searches": int(search.sum()), "search_ok": int(search_ok.sum()),
+                    "search_p50_ms": search_lat.p50_ms, "search_p99_ms": search_lat.p99_ms,
+                    "search_recall10": found.recall, "search_ndcg10": found.ndcg,
+                    "search_scored": found.scored}
     return WindowStats(
         label=label, start_s=start_s, end_s=end_s, offered=len(rows), ok=int(ok.sum()),
         errors=rows.count(*_FAILED), shed=rows.count(Status.SHED),
@@ -84,7 +107,7 @@ def window_stats(outcomes: Outcomes, label: str, start_s: float, end_s: float) -
         degraded=int((rows.degraded & ok).sum()),
         goodput_rps=round(float(ok.sum()) / span, 2) if span > 0 else 0.0,
         p50_ms=lat.p50_ms, p99_ms=lat.p99_ms, max_ms=lat.max_ms,
-        hr10=quality.hr, ndcg10=quality.ndcg, scored=quality.scored)
+        hr10=quality.hr, ndcg10=quality.ndcg, scored=quality.scored, **searches)
 
 
 def per_second(outcomes: Outcomes, duration_s: float) -> list[WindowStats]:

@@ -7,9 +7,12 @@ path only writes bytes and reads the answer. ``send`` never raises: every failur
 :class:`Answer` status. ``http`` and ``grpc`` make one attempt per request, round-robin over
 the addresses (a generator that retried would hide errors); ``client-http`` / ``client-grpc``
 measure what a retrying client sees. Implementations are chosen by name from :data:`TRANSPORTS`.
+A prepared request is a recommend or a search (``SearchRequest``: ``POST /v1/search``, gRPC
+``Search``, ``Client.search_raw``); the answer has the same shape either way.
 With ``feedback`` on, ``http`` also reports each answered user's held-out item to
 ``POST /v1/feedback`` of the replica that answered (fire and forget, outside the measured
-request), as a shop front would report which recommended item the user took.
+request), as a shop front would report which recommended item the user took; searches are
+never replayed as feedback.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from typing import Any, Protocol
 
 from bench.loadgen.errors import ConfigError
 from bench.loadgen.outcomes import Status
-from serving.schemas import RecommendRequest, RecommendResponse
+from serving.schemas import RecommendRequest, RecommendResponse, SearchRequest, SearchResponse
 
 __all__ = ["TRANSPORTS", "Answer", "ClientTransport", "GrpcTransport", "HttpTransport",
-           "Transport", "TransportSpec", "make_transport"]
+           "Request", "Transport", "TransportSpec", "make_transport"]
+
+Request = RecommendRequest | SearchRequest
 
 
 @dataclass(frozen=True)
@@ -84,16 +89,19 @@ class TransportSpec:
 
 
 class HttpTransport:
-    """``POST {address}/v1/recommend`` over one pooled aiohttp session."""
+    """``POST {address}/v1/recommend`` (or ``/v1/search``) over one pooled aiohttp session."""
 
     PATH = "/v1/recommend"
+    SEARCH_PATH = "/v1/search"
     FEEDBACK_PATH = "/v1/feedback"
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+    def __init__(self, spec: TransportSpec, requests: Sequence[Request],
                  targets: Sequence[str | None] | None = None) -> None:
         self._spec = spec
         self._bases = itertools.cycle([a.rstrip("/") for a in spec.addresses])
         self._bodies = [r.model_dump_json(exclude_none=True).encode() for r in requests]
+        self._search = [isinstance(r, SearchRequest) for r in requests]
+        self._paths = [self.SEARCH_PATH if search else self.PATH for search in self._search]
         self._targets = list(targets) if targets is not None else None
         self._session: Any = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -110,7 +118,8 @@ class HttpTransport:
     async def send(self, index: int) -> Answer:
         base = next(self._bases)
         try:
-            async with self._session.post(base + self.PATH, data=self._bodies[index]) as resp:
+            async with self._session.post(base + self._paths[index],
+                                          data=self._bodies[index]) as resp:
                 body = await resp.read()
                 status = resp.status
         except TimeoutError:
@@ -119,8 +128,9 @@ class HttpTransport:
             return Answer(Status.ERROR)
         if status != 200:
             return Answer(Status.SHED if status == 503 else Status.ERROR)
-        answer = self._parse(body)
-        target = self._targets[index] if self._targets is not None else None
+        answer = self._parse(body, self._search[index])
+        target = (self._targets[index] if self._targets is not None and not self._search[index]
+                  else None)
         if (self._spec.feedback and answer.status == Status.OK and target is not None
                 and answer.model_version is not None):
             task = asyncio.ensure_future(self._feedback(base, answer, target))
@@ -140,10 +150,11 @@ class HttpTransport:
         self.feedback_sent += ok
         self.feedback_failed += not ok
 
-    def _parse(self, body: bytes) -> Answer:
+    def _parse(self, body: bytes, search: bool = False) -> Answer:
         try:
             if self._spec.validate:
-                answer = RecommendResponse.model_validate_json(body)
+                model = SearchResponse if search else RecommendResponse
+                answer = model.model_validate_json(body)
                 return Answer(Status.OK, answer.degraded, tuple(i.item_id for i in answer.items),
                               answer.model_version)
             data = json.loads(body)
@@ -161,16 +172,14 @@ class HttpTransport:
 
 
 class GrpcTransport:
-    """``recdrill.v1.Recommender/Recommend`` over one grpc.aio channel."""
+    """``recdrill.v1.Recommender/Recommend`` (or ``/Search``) over one grpc.aio channel per
+    address."""
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+    def __init__(self, spec: TransportSpec, requests: Sequence[Request],
                  targets: Sequence[str | None] | None = None) -> None:
-        from serving.proto import recdrill_pb2
-
         self._spec = spec
-        self._messages = [recdrill_pb2.RecommendRequest(
-            user_id=r.user_id or "", history=r.history or [], k=r.k, exclude_seen=r.exclude_seen)
-            for r in requests]
+        self._messages = [_message(r) for r in requests]
+        self._search = [int(isinstance(r, SearchRequest)) for r in requests]
         self._channels: list[Any] = []
         self._calls: Any = None
 
@@ -180,14 +189,15 @@ class GrpcTransport:
         from serving.proto import recdrill_pb2_grpc
 
         self._channels = [grpc.aio.insecure_channel(a) for a in self._spec.addresses]
-        self._calls = itertools.cycle(
-            [recdrill_pb2_grpc.RecommenderStub(c).Recommend for c in self._channels])
+        stubs = [recdrill_pb2_grpc.RecommenderStub(c) for c in self._channels]
+        self._calls = itertools.cycle([(stub.Recommend, stub.Search) for stub in stubs])
 
     async def send(self, index: int) -> Answer:
         import grpc
 
         try:
-            reply = await next(self._calls)(self._messages[index], timeout=self._spec.timeout_s)
+            call = next(self._calls)[self._search[index]]
+            reply = await call(self._messages[index], timeout=self._spec.timeout_s)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -205,15 +215,29 @@ class GrpcTransport:
             await channel.close()
 
 
+def _message(request: Request) -> Any:
+    """The protobuf message of one prepared request (empty string / list means absent)."""
+    from serving.proto import recdrill_pb2
+
+    if isinstance(request, SearchRequest):
+        return recdrill_pb2.SearchRequest(query=request.query, k=request.k,
+                                          user_id=request.user_id or "",
+                                          history=request.history or [])
+    return recdrill_pb2.RecommendRequest(user_id=request.user_id or "",
+                                         history=request.history or [], k=request.k,
+                                         exclude_seen=request.exclude_seen)
+
+
 class ClientTransport:
     """``serving.client.Client`` over all addresses, with its retries and optional hedging."""
 
-    def __init__(self, spec: TransportSpec, requests: Sequence[RecommendRequest],
+    def __init__(self, spec: TransportSpec, requests: Sequence[Request],
                  targets: Sequence[str | None] | None = None) -> None:
         from serving.retry import RetryPolicy
 
         self._spec = spec
         self._bodies = [r.model_dump(exclude_none=True) for r in requests]
+        self._search = [isinstance(r, SearchRequest) for r in requests]
         self._policy = RetryPolicy(deadline_s=spec.timeout_s,
                                    attempt_timeout_s=spec.timeout_s / (spec.retries + 1),
                                    retries=spec.retries, hedge_after_s=spec.hedge_after_s)
@@ -230,7 +254,8 @@ class ClientTransport:
 
         start = time.monotonic()
         try:
-            data = await self._client.recommend_raw(self._bodies[index])
+            call = self._client.search_raw if self._search[index] else self._client.recommend_raw
+            data = await call(self._bodies[index])
             return Answer(Status.OK, bool(data["degraded"]),
                           tuple(item["item_id"] for item in data["items"]))
         except ClientError as exc:
@@ -251,10 +276,11 @@ TRANSPORTS: dict[str, type[HttpTransport | GrpcTransport | ClientTransport]] = {
     "client-http": ClientTransport, "client-grpc": ClientTransport}
 
 
-def make_transport(spec: TransportSpec, requests: Sequence[RecommendRequest],
+def make_transport(spec: TransportSpec, requests: Sequence[Request],
                    targets: Sequence[str | None] | None = None) -> Transport:
-    """The transport named by ``spec.kind``; ``targets`` (held-out item per request) are
-    needed for feedback replay only."""
+    """The transport named by ``spec.kind`` for ``requests`` (recommends first, then
+    searches); ``targets`` (held-out item per recommend request) are needed for feedback
+    replay only."""
     try:
         cls = TRANSPORTS[spec.kind]
     except KeyError:

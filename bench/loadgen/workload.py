@@ -1,12 +1,18 @@
 """Held-out test users as requests: each replays a user's history without its last item and
-carries that item as the target its answer is scored against.
+carries that item as the target its answer is scored against; optionally held-out search
+queries beside them, each scored against its set of relevant items.
 
 Histories come from the artifact (``histories.npz``, which already leaves the test item out);
-targets from the training checkpoint (``sequences.npz``: the last item of each sequence).
+targets from the training checkpoint (``sequences.npz``: the last item of each sequence);
+search queries from the artifact's ``search/queries.parquet``.
+
+Requests are indexed recommend first, then search: with ``u`` users and ``q`` queries, index
+``i < u`` recommends for user ``i`` and index ``u + j`` searches query ``j``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +22,13 @@ import numpy as np
 import pandas as pd
 
 from bench.loadgen.errors import ConfigError, WorkloadError
-from serving.schemas import MAX_HISTORY, RecommendRequest
+from serving.schemas import MAX_HISTORY, RecommendRequest, SearchRequest
 
-__all__ = ["HeldOutUser", "Workload", "heldout_users", "load_targets", "load_workload"]
+__all__ = ["HeldOutQuery", "HeldOutUser", "Workload", "heldout_users", "load_search_queries",
+           "load_targets", "load_workload"]
 
 Mode = Literal["user", "history"]
+Split = Literal["validation", "test"]
 
 
 @dataclass(frozen=True)
@@ -33,35 +41,87 @@ class HeldOutUser:
 
 
 @dataclass(frozen=True)
+class HeldOutQuery:
+    """One search to replay: the query text and the item ids relevant to it (one or more).
+
+    Example:
+        >>> HeldOutQuery("red shoes", ("i7", "i9")).relevant
+        ('i7', 'i9')
+    """
+
+    query: str
+    relevant: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Workload:
-    """Users to replay and how to ask: by ``user_id`` (server-side history) or by ``history``."""
+    """Users to replay and how to ask: by ``user_id`` (server-side history) or by ``history``;
+    plus held-out ``searches``, sent as ``search_share`` of the requests (0: none).
+
+    Example:
+        >>> users = (HeldOutUser("u", ("a",), "b"),)
+        >>> w = Workload(users, searches=(HeldOutQuery("shoe", ("s1",)),), search_share=0.5)
+        >>> [type(r).__name__ for r in w.requests()], int((w.order(10) >= 1).sum())
+        (['RecommendRequest', 'SearchRequest'], 5)
+    """
 
     users: tuple[HeldOutUser, ...]
     mode: Mode = "user"
     k: int = 10
+    searches: tuple[HeldOutQuery, ...] = ()
+    search_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.users:
             raise ConfigError("a workload needs at least one user")
         if self.mode not in ("user", "history"):
             raise ConfigError(f"mode must be 'user' or 'history', found {self.mode!r}")
+        if not 0.0 <= self.search_share <= 1.0:
+            raise ConfigError(f"search_share must be in [0, 1], found {self.search_share}")
+        if self.search_share > 0 and not self.searches:
+            raise ConfigError(f"search_share={self.search_share} needs held-out searches; load "
+                              "them with load_search_queries(artifact)")
 
-    def requests(self) -> list[RecommendRequest]:
-        """One validated request per user, in user order."""
+    def requests(self) -> list[RecommendRequest | SearchRequest]:
+        """One validated request per user, in user order, then one per search query."""
+        recommend: list[RecommendRequest | SearchRequest]
         if self.mode == "user":
-            return [RecommendRequest(user_id=u.user_id, k=self.k) for u in self.users]
-        return [RecommendRequest(history=list(u.history[-MAX_HISTORY:]), k=self.k)
-                for u in self.users]
+            recommend = [RecommendRequest(user_id=u.user_id, k=self.k) for u in self.users]
+        else:
+            recommend = [RecommendRequest(history=list(u.history[-MAX_HISTORY:]), k=self.k)
+                         for u in self.users]
+        return recommend + [SearchRequest(query=q.query, k=self.k) for q in self.searches]
 
     def targets(self) -> list[str | None]:
-        """The held-out item of each user, in user order."""
+        """The held-out item of each user, in user order (recommend requests only)."""
         return [u.target for u in self.users]
 
+    def relevant(self) -> list[tuple[str, ...]]:
+        """The relevant items of each search query, in query order (search requests only)."""
+        return [q.relevant for q in self.searches]
+
     def order(self, n: int, seed: int = 0) -> np.ndarray:
-        """Which user each of ``n`` scheduled requests replays: seeded shuffles, repeated."""
+        """Which request each of ``n`` scheduled requests sends: seeded shuffles of the users,
+        repeated; with ``search_share`` > 0, ``round(n * search_share)`` seeded positions send
+        shuffled searches instead (request index ``len(users) + j``)."""
         rng = np.random.default_rng(seed)
-        reps = -(-n // len(self.users))
-        return np.concatenate([rng.permutation(len(self.users)) for _ in range(reps)])[:n]
+        if self.search_share == 0:  # the recommend-only order, as it always was
+            return _shuffled(rng, len(self.users), n)
+        is_search = np.zeros(n, dtype=bool)
+        is_search[rng.permutation(n)[:round(n * self.search_share)]] = True
+        out = np.empty(n, dtype=np.int64)
+        out[~is_search] = _shuffled(rng, len(self.users), int((~is_search).sum()))
+        out[is_search] = len(self.users) + _shuffled(rng, len(self.searches),
+                                                     int(is_search.sum()))
+        return out
+
+
+def _shuffled(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
+    """``n`` picks from ``range(size)``: seeded permutations, concatenated."""
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    reps = -(-n // size)
+    return np.concatenate([rng.permutation(size) for _ in range(reps)])[:n]
 
 
 def heldout_users(user_ids: Sequence[str], histories: Sequence[np.ndarray],
@@ -122,3 +182,38 @@ def load_workload(artifact: Path, checkpoint: Path | None = None, mode: Mode = "
     targets = None if checkpoint is None else load_targets(checkpoint, user_ids, histories)
     users = heldout_users(user_ids, histories, items["item_id"].astype(str).tolist(), targets)
     return Workload(users, mode, k)
+
+
+def load_search_queries(artifact: Path, split: Split = "test", limit: int | None = None
+                        ) -> tuple[HeldOutQuery, ...]:
+    """The held-out search queries of one ``split`` from an artifact that carries search
+    (``io["search"]`` in its manifest, ``search/queries.parquet``).
+
+    Queries without a relevant item are left out (nothing to score them against).
+    """
+    try:
+        manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkloadError(f"{artifact}: cannot read manifest.json: {exc}") from exc
+    search = (manifest.get("io") or {}).get("search")
+    if not search:
+        raise WorkloadError(f"{artifact}: the artifact carries no search model (no io.search in "
+                            "its manifest); export one with `python -m export build ... "
+                            "--search <checkpoint>`, or set search_share to 0")
+    path = artifact / str(search.get("queries", "search/queries.parquet"))
+    try:
+        table = pd.read_parquet(path, columns=["query", "split", "relevant"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise WorkloadError(f"{path}: cannot read the held-out queries (columns query, split, "
+                            f"relevant): {exc}") from exc
+    rows = table[table["split"] == split]
+    queries = tuple(HeldOutQuery(str(q), tuple(str(i) for i in rel))
+                    for q, rel in zip(rows["query"], rows["relevant"], strict=True)
+                    if rel is not None and len(rel) and str(q).strip())
+    if limit is not None:
+        queries = queries[:limit]
+    if not queries:
+        found = sorted(map(str, table["split"].unique()))
+        raise WorkloadError(f"{path}: expected held-out queries with relevant items in split "
+                            f"{split!r}, found none (splits present: {found})")
+    return queries

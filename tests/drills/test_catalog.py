@@ -16,7 +16,8 @@ from drills.scenario import FAULT_KINDS
 SHIPPED = ["bad-model-rollout", "checkpoint-corruption", "checkpoint-delete", "checkpoint-tamper",
            "controller-kill", "frontdoor-grpc", "frontdoor-kill", "game-day", "head-kill",
            "node-kill", "overload", "primary-store-loss", "raylet-kill", "region-failback",
-           "region-loss", "region-loss-sync", "replica-kill", "replica-stall"]
+           "region-loss", "region-loss-sync", "replica-kill", "replica-stall",
+           "search-replica-stall"]
 MINIMAL = """\
 title: {title}
 load: {{rate_rps: 10, duration_s: 20}}

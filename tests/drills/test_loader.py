@@ -112,8 +112,8 @@ def test_load_scenario_reads_a_file(tmp_path: Path) -> None:
                  id="whole-field-object-error"),
     pytest.param(_edit(_15="    - kind: success"),
                  "s.yaml:15:7: steady_state_hypothesis.slos[0].kind: unknown kind; expected one "
-                 "of success_ratio, p99_ms, ndcg10, degraded_share, recovery_s, fact "
-                 "(found 'success')", id="unknown-slo-kind"),
+                 "of success_ratio, p99_ms, ndcg10, search_ndcg10, degraded_share, recovery_s, "
+                 "fact (found 'success')", id="unknown-slo-kind"),
     pytest.param(_edit(_15="    - name: ok"),
                  "s.yaml:15:7: steady_state_hypothesis.slos[0].kind: field required; one of "
                  "success_ratio, p99_ms", id="missing-slo-kind"),
