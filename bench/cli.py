@@ -9,6 +9,7 @@ configuration, 3 the run is invalid (generator lag past its bound), 4 the run fa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,9 @@ def load(
                              help="Directory for run.json and timeline.png."),
     timeline: bool = typer.Option(False, envvar=_E + "TIMELINE",
                                   help="Include the per-second timeline on stdout."),
+    search_share: float = typer.Option(0.0, min=0.0, max=1.0, envvar=_E + "SEARCH_SHARE",
+                                       help="Share of requests that are searches (the "
+                                            "artifact's held-out test queries, scored)."),
 ) -> None:
     """One open-loop run against an endpoint; prints the summary JSON."""
     from bench.loadgen import (
@@ -67,6 +71,8 @@ def load(
         ConfigError,
         LoadConfig,
         TransportSpec,
+        WorkloadError,
+        load_search_queries,
         load_workload,
         parse_phases,
         run_load,
@@ -78,7 +84,10 @@ def load(
         config = LoadConfig(spec, rate_rps, duration_s, schedule, seed, max_in_flight, warmup_s,
                             processes, tuple(pin_cpu), max_lag_p99_ms, tuple(parse_phases(phases)))
         workload = load_workload(artifact, checkpoint, mode=mode)  # type: ignore[arg-type]
-    except ConfigError as exc:
+        if search_share > 0:
+            workload = replace(workload, searches=load_search_queries(artifact),
+                               search_share=search_share)
+    except (ConfigError, WorkloadError) as exc:
         typer.echo(f"bench load: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     try:
