@@ -29,6 +29,9 @@ def build(
                                 help="Name of the new version; default: UTC time + graph digest."),
     parent: str = typer.Option(None, help="Parent version, recorded in the manifest."),
     quantize: bool = typer.Option(True, help="Try per-channel int8 (kept only if it holds quality)."),
+    search: Path = typer.Option(None, envvar="RECDRILL_SEARCH_CHECKPOINT",
+                                help="Search checkpoint directory: ship the query encoder and "
+                                     "item embeddings in the artifact too."),
 ) -> None:
     """Export to ONNX, check parity, sign and verify; prints the result as JSON."""
     from export.package import package_recommender
@@ -37,13 +40,22 @@ def build(
     private, public = ensure_signing_key()
     try:
         result = package_recommender(load_checkpoint(checkpoint), out, private, public,
-                                     version=version, parent=parent, quantize=quantize)
+                                     version=version, parent=parent, quantize=quantize,
+                                     search=search)
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from exc
-    typer.echo(json.dumps({"artifact": str(result.path), "version": result.version,
-                           "parity": result.parity.as_dict(), "int8_top10_overlap":
-                           result.int8_overlap, "fused_ops": result.fused_ops}))
+    report: dict[str, object] = {"artifact": str(result.path), "version": result.version,
+                                 "parity": result.parity.as_dict(),
+                                 "int8_top10_overlap": result.int8_overlap,
+                                 "fused_ops": result.fused_ops}
+    if result.search is not None:
+        report["search"] = {"parity": result.search.parity.as_dict(),
+                            "int8_top10_overlap": result.search.int8_overlap,
+                            "fused_ops": result.search.fused_ops,
+                            "metrics": result.search.metrics,
+                            "seconds": round(result.search.seconds, 1)}
+    typer.echo(json.dumps(report))
 
 
 @app.command()

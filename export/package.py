@@ -1,9 +1,10 @@
 """Package a training checkpoint into a signed, verified artifact directory.
 
 Steps: export ONNX → optimise → parity (refused on failure) → optional int8 (kept only if
-its top-10 overlap with fp32 is ≥ 0.9) → item table → fallback lists → manifest → sign →
-verify. All of it happens in a staging directory renamed into place at the end, so a
-failed export leaves nothing behind.
+its top-10 overlap with fp32 is ≥ 0.9) → item table → fallback lists → optional product
+search (``export.search_export``: query encoder and item embeddings under ``search/``) →
+manifest → sign → verify. All of it happens in a staging directory renamed into place at the
+end, so a failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from export.verify import verify_artifact
 from training.checkpoint import Checkpoint, item_table
 from training.sequences import left_pad
 
+if TYPE_CHECKING:
+    from export.search_export import SearchExport
+
 KIND = "sequential-recommender"
 
 
@@ -44,6 +48,7 @@ class PackageResult:
     parity: ParityReport
     int8_overlap: float | None
     fused_ops: dict[str, int]
+    search: SearchExport | None = None
 
 
 def _torch_scorer(checkpoint: Checkpoint) -> Any:
@@ -100,8 +105,12 @@ def new_version(onnx_path: Path) -> str:
 
 def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path,
                         public_key: Path, *, version: str | None = None,
-                        parent: str | None = None, quantize: bool = True) -> PackageResult:
+                        parent: str | None = None, quantize: bool = True,
+                        search: Path | None = None) -> PackageResult:
     """Build, check, sign and verify an artifact; returns what was measured.
+
+    With ``search`` (a search checkpoint directory), the artifact also carries the product
+    search encoder and item embeddings under ``search/``, described by ``io["search"]``.
 
     Example:
         >>> package_recommender(load_checkpoint(Path("runs/ckpt")), Path("artifacts/v1"),
@@ -129,6 +138,14 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
             except QuantizationRejected:
                 int8_path.unlink()
         _write_tables(checkpoint, staging)
+        io_spec = _io_spec(checkpoint)
+        searched = None
+        if search is not None:
+            from export.search_export import export_search  # transformers: only when asked
+
+            searched = export_search(search, item_table(checkpoint.data, checkpoint.items),
+                                     staging, scratch, quantize=quantize)
+            io_spec["search"] = searched.io
         version = version or new_version(staging / "model.onnx")
         metrics = {f"test_{k}": v for k, v in
                    checkpoint.meta.get("metrics", {}).get("test", {}).get("sasrec", {}).items()}
@@ -136,7 +153,9 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
                         "parity_top10_identical": parity.top10_identical})
         if overlap is not None:
             metrics["int8_top10_overlap"] = overlap
-        manifest = build_manifest(staging, version=version, kind=KIND, io=_io_spec(checkpoint),
+        if searched is not None:
+            metrics.update(searched.metrics)
+        manifest = build_manifest(staging, version=version, kind=KIND, io=io_spec,
                                   metrics=metrics, parent=parent,
                                   signing={"method": SIGNING_METHOD,
                                            "key_id": key_id_of(public_key)})
@@ -148,4 +167,4 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    return PackageResult(out_dir, version, parity, overlap, fused)
+    return PackageResult(out_dir, version, parity, overlap, fused, searched)
