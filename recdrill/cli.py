@@ -74,13 +74,17 @@ def demo(
     drill_time_scale: float = typer.Option(1.0, min=0.05, max=10.0,
                                            envvar="RECDRILL_DEMO_DRILL_TIME_SCALE",
                                            help="Multiply the drill's load and fault times."),
+    search_time_s: float = typer.Option(240.0, min=0.0, envvar="RECDRILL_DEMO_SEARCH_TIME_S",
+                                        help="Fine-tuning time cap of the product-search "
+                                             "encoder, seconds; 0: no product search."),
 ) -> None:
     """The main job: fetch, train, evaluate, export, verify, publish, serve; JSON on stdout."""
     from recdrill.demo import run_demo
 
     with stdout_to_stderr():  # Ray and onnxruntime print to fd 1; stdout carries JSON only
         summary = run_demo(out, data, max_time_s, progress, serve,
-                           None if drill == "none" else drill, drill_time_scale)
+                           None if drill == "none" else drill, drill_time_scale,
+                           search_time_s or None)
     typer.echo(json.dumps(summary))
     if not summary["beats_baselines"]:
         # Reported, never the exit code: "beats" needs a paired-bootstrap interval above zero

@@ -55,8 +55,10 @@ def tamper_check(artifact: Path, public_key: Path, victim: str = "model.onnx") -
 def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
              progress: bool = True, serve: bool = True,
              drill: str | None = "game-day,region-loss", drill_time_scale: float = 1.0,
-             ) -> dict[str, Any]:
-    """Run the main job into ``out``; returns the summary (also written to report.json)."""
+             search_time_s: float | None = 240.0) -> dict[str, Any]:
+    """Run the main job into ``out``; returns the summary (also written to report.json).
+
+    ``search_time_s`` caps the search encoder's fine-tuning (None: no product search)."""
     from export.package import package_recommender
     from recdrill.figures import model_markdown
     from training.checkpoint import load_checkpoint
@@ -71,6 +73,13 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
     render_table(run)
     report.record("train_and_evaluate", started, **run.as_dict())
 
+    search = None
+    if search_time_s is not None:
+        started = time.perf_counter()
+        search = out / "search"
+        report.record("search_train_and_evaluate", started,
+                      **search_step(data, search, search_time_s, progress))
+
     started = time.perf_counter()
     private, public = ensure_signing_key()
     checkpoint = load_checkpoint(out / "checkpoint")
@@ -78,10 +87,14 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
     parent = _newest_version(artifacts)
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     result = package_recommender(checkpoint, artifacts / version, private, public,
-                                 version=version, parent=parent)
+                                 version=version, parent=parent, search=search)
+    searched = {} if result.search is None else {"search": {
+        "parity_max_abs_diff": result.search.parity.max_abs_diff,
+        "int8_top10_overlap": result.search.int8_overlap, "fused_ops": result.search.fused_ops,
+        "metrics": result.search.metrics, "seconds": round(result.search.seconds, 1)}}
     report.record("export", started, artifact=str(result.path), version=result.version,
                   parent=parent, parity=result.parity.as_dict(),
-                  int8_top10_overlap=result.int8_overlap, fused_ops=result.fused_ops)
+                  int8_top10_overlap=result.int8_overlap, fused_ops=result.fused_ops, **searched)
 
     started = time.perf_counter()
     manifest = verify_artifact(result.path, public)
@@ -107,6 +120,19 @@ def run_demo(out: Path, data: str = "ml-100k", max_time_s: float = 540.0,
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2, sort_keys=True))
     atomic_write_text(out / "figures.md", model_markdown(summary["train_and_evaluate"]) + "\n")
     return summary
+
+
+def search_step(data: str, out: Path, max_time_s: float, progress: bool) -> dict[str, Any]:
+    """Fine-tune the search encoder (replacing an earlier one in ``out``) and print its table
+    against BM25 and the pretrained encoder."""
+    from training.search_model import FinetuneConfig
+    from training.search_train import render_search_table, run_search
+
+    if out.exists():
+        shutil.rmtree(out)
+    search = run_search(data, out, FinetuneConfig(max_time_s=max_time_s), progress=progress)
+    render_search_table(search, console)
+    return {"checkpoint": str(out), **search.as_dict()}
 
 
 def run_game_day(scenario: str, artifact: Path, out: Path, private: Path, public: Path,

@@ -6,6 +6,7 @@ Machine output (JSON) goes to stdout; tables, logs and progress go to stderr.
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -19,6 +20,14 @@ from training.pipeline import render_table, run_training
 from training.train import TrainConfig
 
 EXIT_OK, EXIT_DATA, EXIT_TARGET = 0, 2, 3
+
+
+class ItemText(str, Enum):
+    """``train --item-text``: how the recommender uses item text (``ModelConfig.item_text``)."""
+
+    none = "none"
+    init = "init"
+    side = "side"
 
 app = typer.Typer(add_completion=False, help="Data and training for recdrill.")
 
@@ -66,14 +75,23 @@ def train(
     max_time_s: float = typer.Option(TrainConfig.max_time_s, help="Training time cap, seconds."),
     seed: int = typer.Option(TrainConfig.seed, help="Random seed."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    item_text: ItemText = typer.Option(
+        ItemText.none, envvar="RECDRILL_ITEM_TEXT",
+        help="Item titles/genres through the text encoder: 'init' starts half the item "
+             "embeddings from them, 'side' adds a frozen text table with a learned projection."),
+    text_encoder: Path = typer.Option(
+        None, envvar="RECDRILL_TEXT_ENCODER",
+        help="Search checkpoint whose encoder embeds the item text (default: the pretrained "
+             "all-MiniLM-L6-v2)."),
 ) -> None:
     """Train the transformer recommender and the baselines; print the metrics table."""
     mapping = ColumnMapping(user_col, item_col, time_col, event_col)
     try:
         report = run_training(
-            data, out, ModelConfig(),
+            data, out, ModelConfig(item_text=item_text.value),
             TrainConfig(max_epochs=max_epochs, max_time_s=max_time_s, seed=seed),
-            CleanConfig(user_min=user_min, item_min=item_min), mapping, progress=progress)
+            CleanConfig(user_min=user_min, item_min=item_min), mapping, progress=progress,
+            text_encoder=text_encoder)
     except TrainingError as exc:
         _fail(exc)
         return
@@ -82,6 +100,37 @@ def train(
     if not report.beats_baselines():
         typer.echo("note: the transformer is not ahead of every baseline (paired bootstrap, "
                    "95% interval above zero); see vs_baselines", err=True)
+
+
+@app.command()
+def search(
+    data: str = typer.Option("ml-100k", envvar="RECDRILL_SEARCH_DATA",
+                             help="'ml-100k' or a directory written by `synth`."),
+    out: Path = typer.Option(Path("runs/search"), envvar="RECDRILL_SEARCH_OUT",
+                             help="Search checkpoint directory to write."),
+    seed: int = typer.Option(42, envvar="RECDRILL_SEED",
+                             help="Seeds the queries, the split and the fine-tuning."),
+    max_time_s: float = typer.Option(300.0, envvar="RECDRILL_SEARCH_MAX_TIME_S",
+                                     help="Time cap of the whole run, seconds: "
+                                          "fine-tuning gets what evaluation leaves."),
+    threads: int = typer.Option(1, envvar="RECDRILL_THREADS", help="torch threads."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Fine-tune the MiniLM search encoder; compare with BM25 and the pretrained encoder."""
+    from training.search_model import FinetuneConfig
+    from training.search_train import render_search_table, run_search
+
+    try:
+        config = FinetuneConfig(seed=seed, max_time_s=max_time_s, threads=threads)
+        report = run_search(data, out, config, progress=progress)
+    except TrainingError as exc:
+        _fail(exc)
+        return
+    render_search_table(report)
+    typer.echo(json.dumps({"checkpoint": str(out), **report.as_dict()}))
+    if not report.beats_baselines():
+        typer.echo("note: the fine-tuned encoder is not ahead of both baselines (paired "
+                   "bootstrap, 95% interval above zero); see vs_baselines", err=True)
 
 
 def main() -> None:

@@ -11,19 +11,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from durable.machine import cpu_model
 from training.baselines import fit_baselines
-from training.checkpoint import save_checkpoint
+from training.checkpoint import item_table, save_checkpoint
 from training.clean import CleanConfig, SequenceData, clean_interactions, leave_one_out
 from training.fetch import fetch_movielens_100k
 from training.loaders import ColumnMapping, RawDataset, load_any
 from training.metrics import EvalResult, evaluate
 from training.model import ModelConfig
+from training.search_model import BASE_NAME
 from training.stats import PairedBootstrap, compare_to_baselines, comparison_sentence
-from training.train import TrainConfig, config_dict, torch_scorer, train_recommender
+from training.text_features import MAX_TEXT_TOKENS, item_text_matrix, item_texts
+from training.train import (
+    TrainConfig,
+    config_dict,
+    seed_everything,
+    torch_scorer,
+    train_recommender,
+)
 
 MODEL_NAME = "sasrec"
 
@@ -97,17 +106,28 @@ def load_source(source: str, mapping: ColumnMapping | None = None) -> RawDataset
 def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = None,
                  train_config: TrainConfig | None = None,
                  clean_config: CleanConfig | None = None,
-                 mapping: ColumnMapping | None = None, progress: bool = True) -> RunReport:
+                 mapping: ColumnMapping | None = None, progress: bool = True,
+                 text_encoder: Path | None = None) -> RunReport:
     """Train the recommender on ``source``, compare with baselines, write a checkpoint.
 
-    Configs left ``None`` take their defaults.
+    Configs left ``None`` take their defaults. With ``model_config.item_text`` set, item
+    titles and categories are encoded by ``text_encoder`` (a search checkpoint directory;
+    None: the pretrained all-MiniLM-L6-v2).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     clean_config = clean_config or CleanConfig()
     raw = load_source(source, mapping)
     data: SequenceData = leave_one_out(clean_interactions(raw.interactions, clean_config))
-    trained = train_recommender(data, model_config, train_config, progress=progress)
+    text: np.ndarray | None = None
+    text_meta: dict[str, Any] = {}
+    if model_config.item_text != "none":
+        seed_everything(train_config.seed, train_config.threads)
+        text = item_text_matrix(item_texts(item_table(data, raw.items)), text_encoder)
+        text_meta = {"item_text": {"encoder": str(text_encoder) if text_encoder else BASE_NAME,
+                                   "max_tokens": MAX_TEXT_TOKENS}}
+    trained = train_recommender(data, model_config, train_config, progress=progress,
+                                item_text=text)
     histories, targets = data.split("test")
     results = {MODEL_NAME: evaluate(torch_scorer(trained.model), histories, targets)}
     for name, scorer in fit_baselines(data.train_sequences(), data.n_items).items():
@@ -116,7 +136,7 @@ def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = 
                        results, {**trained.summary(), "seed": train_config.seed},
                        compare_to_baselines(results, MODEL_NAME), run_provenance())
     meta = {"config": config_dict(model_config, train_config), "clean": asdict(clean_config),
-            "source": source, "metrics": report.as_dict()}
+            "source": source, "metrics": report.as_dict(), **text_meta}
     save_checkpoint(out_dir, trained.model, data, raw.items, meta)
     return report
 

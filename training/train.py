@@ -23,6 +23,7 @@ from training.metrics import EvalResult, Scorer, evaluate
 from training.model import ModelConfig, SASRec
 from training.pretrain import MAX_PRETRAIN_ITEMS, ppmi_embeddings
 from training.sequences import left_pad, next_item_windows
+from training.text_features import mixed_init
 
 
 @dataclass(frozen=True)
@@ -118,16 +119,40 @@ def _epoch(model: SASRec, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np
     return total / max(batches, 1)
 
 
+def _initialise(model: SASRec, data: SequenceData, model_config: ModelConfig,
+                item_text: np.ndarray | None) -> None:
+    """PPMI start, and the item text in the start or the side table, as configured."""
+    if model_config.item_text != "none":
+        expected = (data.n_items, model_config.text_dim)
+        if item_text is None or item_text.shape != expected:
+            found = None if item_text is None else item_text.shape
+            raise ConfigError(f"item_text={model_config.item_text!r} needs an item-text matrix "
+                              f"of shape {expected}, found {found}; see training.text_features")
+    ppmi = None
+    if model_config.pretrain and data.n_items <= MAX_PRETRAIN_ITEMS:
+        ppmi = ppmi_embeddings(data.train_sequences(), data.n_items, model_config.hidden_size)
+    if model_config.item_text == "init" and item_text is not None:
+        model.load_item_embeddings(torch.from_numpy(
+            mixed_init(item_text, ppmi, model_config.hidden_size)))
+    elif ppmi is not None:
+        model.load_item_embeddings(torch.from_numpy(ppmi))
+    if model_config.item_text == "side" and item_text is not None:
+        model.load_item_text(torch.from_numpy(np.asarray(item_text, dtype=np.float32)))
+
+
 def train_recommender(data: SequenceData, model_config: ModelConfig = ModelConfig(),
                       config: TrainConfig = TrainConfig(), progress: bool = True,
-                      on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train on the training part, early-stop on validation NDCG@10 (unfiltered)."""
+                      on_epoch: Callable[[dict[str, float]], None] | None = None,
+                      item_text: np.ndarray | None = None) -> TrainResult:
+    """Train on the training part, early-stop on validation NDCG@10 (unfiltered).
+
+    ``item_text`` (``[n_items, d]``, see :mod:`training.text_features`) is required when
+    ``model_config.item_text`` is not ``"none"``, and ignored otherwise.
+    """
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed)
     model = SASRec(data.n_items, model_config)
-    if model_config.pretrain and data.n_items <= MAX_PRETRAIN_ITEMS:
-        model.load_item_embeddings(torch.from_numpy(
-            ppmi_embeddings(data.train_sequences(), data.n_items, model_config.hidden_size)))
+    _initialise(model, data, model_config, item_text)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     x, y = next_item_windows(data.train_sequences(), model_config.max_seq_len)
