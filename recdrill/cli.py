@@ -68,7 +68,8 @@ def demo(
     serve: bool = typer.Option(True, envvar="RECDRILL_DEMO_SERVE",
                                help="Also publish to a local 3-node Ray cluster, serve, and "
                                     "score the served answers."),
-    drill: str = typer.Option("game-day,region-loss", envvar="RECDRILL_DEMO_DRILL",
+    drill: str = typer.Option("game-day,region-loss,search-regression",
+                              envvar="RECDRILL_DEMO_DRILL",
                               help="Drills to run at the end, comma-separated (catalog names "
                                    "or YAML paths); 'none' to skip. Needs --serve."),
     drill_time_scale: float = typer.Option(1.0, min=0.05, max=10.0,

@@ -2,7 +2,8 @@
 serve the committed version from the nodes' own stores, and score the served answers.
 
 The served answers are scored against each test user's held-out item, so the table's offline
-NDCG@10 and what clients actually get can be compared side by side.
+NDCG@10 and what clients actually get can be compared side by side; when the artifact carries
+search, every held-out test query is searched over the wire and scored the same way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,31 @@ async def _score_served(client: Client, user_ids: list[str], targets: dict[str, 
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+async def _score_search(addrs: list[str], transport: str, queries: list[Any]
+                        ) -> dict[str, Any]:
+    """Every held-out test query over the wire: Recall@10 / NDCG@10 of what clients get."""
+    from retrieval.metrics import ndcg_at_k, recall_at_k
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+    ranked: list[list[str]] = [[] for _ in queries]
+    degraded = 0
+
+    async def one(row: int, client: Client) -> None:
+        nonlocal degraded
+        async with gate:
+            answer = await client.search_raw({"query": queries[row].query, "k": 10})
+        ranked[row] = [item["item_id"] for item in answer["items"]]
+        degraded += bool(answer["degraded"])
+
+    started = time.perf_counter()
+    async with Client(addrs, transport=transport) as client:
+        await asyncio.gather(*(one(row, client) for row in range(len(queries))))
+    relevant = [set(q.relevant) for q in queries]
+    return {"queries": len(queries), "recall@10": round(recall_at_k(ranked, relevant), 4),
+            "ndcg@10": round(ndcg_at_k(ranked, relevant), 4), "degraded": degraded,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
 async def _score_transport(addrs: list[str], transport: str, targets: dict[str, int],
                            index_of: dict[str, int]) -> dict[str, Any]:
     users = sorted(targets)
@@ -100,6 +126,13 @@ def publish_and_serve(artifact: Path, public_key: Path, key_dir: Path, out: Path
             for transport in ("http", "grpc"):
                 report[f"served_{transport}"] = asyncio.run(
                     _score_transport(report["serve"][transport], transport, targets, index_of))
+            if (artifact / "search").is_dir():
+                from bench.loadgen.workload import load_search_queries
+
+                queries = list(load_search_queries(artifact))
+                for transport in ("http", "grpc"):
+                    report[f"served_search_{transport}"] = asyncio.run(
+                        _score_search(report["serve"][transport], transport, queries))
         finally:
             serve.shutdown()
     report["audit_head"] = AuditLog(out / "stores" / "audit.jsonl").verify()

@@ -11,20 +11,23 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 
 import numpy as np
 
 __all__ = ["ndcg_at_k", "per_query_ndcg", "per_query_recall", "recall_at_k"]
 
+Ranked = Sequence[Sequence[Hashable]]  # item ids (any hashable: indices or strings), best first
+Relevant = Sequence[Collection[Hashable]]
 
-def _check(ranked: Sequence[Sequence[int]], relevant: Sequence[Collection[int]]) -> None:
+
+def _check(ranked: Ranked, relevant: Relevant) -> None:
     if len(ranked) != len(relevant):
         raise ValueError(f"expected one relevant set per ranking, found {len(ranked)} rankings "
                          f"and {len(relevant)} relevant sets")
 
 
-def per_query_recall(ranked: Sequence[Sequence[int]], relevant: Sequence[Collection[int]],
+def per_query_recall(ranked: Ranked, relevant: Relevant,
                      k: int = 10) -> np.ndarray:
     """Share of each query's relevant items found in its top ``k`` (0 when none is relevant)."""
     _check(ranked, relevant)
@@ -35,7 +38,7 @@ def per_query_recall(ranked: Sequence[Sequence[int]], relevant: Sequence[Collect
     return out
 
 
-def per_query_ndcg(ranked: Sequence[Sequence[int]], relevant: Sequence[Collection[int]],
+def per_query_ndcg(ranked: Ranked, relevant: Relevant,
                    k: int = 10) -> np.ndarray:
     """NDCG@``k`` of each query (binary gains, log2 discount)."""
     _check(ranked, relevant)
@@ -51,14 +54,14 @@ def per_query_ndcg(ranked: Sequence[Sequence[int]], relevant: Sequence[Collectio
     return out
 
 
-def recall_at_k(ranked: Sequence[Sequence[int]], relevant: Sequence[Collection[int]],
+def recall_at_k(ranked: Ranked, relevant: Relevant,
                 k: int = 10) -> float:
     """Mean Recall@``k`` over queries."""
     values = per_query_recall(ranked, relevant, k)
     return float(values.mean()) if len(values) else 0.0
 
 
-def ndcg_at_k(ranked: Sequence[Sequence[int]], relevant: Sequence[Collection[int]],
+def ndcg_at_k(ranked: Ranked, relevant: Relevant,
               k: int = 10) -> float:
     """Mean NDCG@``k`` over queries."""
     values = per_query_ndcg(ranked, relevant, k)

@@ -189,7 +189,8 @@ def load_search_queries(artifact: Path, split: Split = "test", limit: int | None
     """The held-out search queries of one ``split`` from an artifact that carries search
     (``io["search"]`` in its manifest, ``search/queries.parquet``).
 
-    Queries without a relevant item are left out (nothing to score them against).
+    Relevant ids are those of the artifact's catalogue (``items.parquet``), as the export
+    measured them; queries left without a relevant item are left out (nothing to score).
     """
     try:
         manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
@@ -206,10 +207,16 @@ def load_search_queries(artifact: Path, split: Split = "test", limit: int | None
     except (OSError, KeyError, ValueError) as exc:
         raise WorkloadError(f"{path}: cannot read the held-out queries (columns query, split, "
                             f"relevant): {exc}") from exc
+    try:
+        catalogue = set(pd.read_parquet(artifact / "items.parquet", columns=["item_id"])
+                        ["item_id"].astype(str))
+    except (OSError, KeyError, ValueError) as exc:
+        raise WorkloadError(f"{artifact}: cannot read items.parquet: {exc}") from exc
     rows = table[table["split"] == split]
-    queries = tuple(HeldOutQuery(str(q), tuple(str(i) for i in rel))
-                    for q, rel in zip(rows["query"], rows["relevant"], strict=True)
-                    if rel is not None and len(rel) and str(q).strip())
+    served = ((str(q), tuple(str(i) for i in rel if str(i) in catalogue))
+              for q, rel in zip(rows["query"], rows["relevant"], strict=True)
+              if rel is not None and str(q).strip())
+    queries = tuple(HeldOutQuery(q, rel) for q, rel in served if rel)
     if limit is not None:
         queries = queries[:limit]
     if not queries:

@@ -101,6 +101,8 @@ def _artifact(tmp_path: Path, *, search: bool = True, rows: list[tuple[str, str,
                                           ("nothing relevant", "test", [])]
     pd.DataFrame(rows, columns=["query", "split", "relevant"]).to_parquet(
         art / "search" / "queries.parquet")
+    pd.DataFrame({"index": [1, 2, 3, 4], "item_id": ["s1", "s2", "s3", "s4"]}).to_parquet(
+        art / "items.parquet")
     return art
 
 
@@ -109,6 +111,12 @@ def test_load_search_queries_reads_one_split(tmp_path: Path) -> None:
     assert load_search_queries(art) == QUERIES
     assert load_search_queries(art, "validation") == (HeldOutQuery("tuning only", ("s4",)),)
     assert load_search_queries(art, limit=1) == QUERIES[:1]
+
+
+def test_relevant_ids_outside_the_catalogue_are_not_scored(tmp_path: Path) -> None:
+    art = _artifact(tmp_path, rows=[("red shoes", "test", ["s1", "gone"]),
+                                    ("only gone", "test", ["gone"])])
+    assert load_search_queries(art) == (HeldOutQuery("red shoes", ("s1",)),)
 
 
 def test_an_artifact_without_search_is_refused_clearly(tmp_path: Path) -> None:

@@ -68,7 +68,8 @@ def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: 
                                                           tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "recdrill", "demo", "--data", str(synthetic),
                            "--out", str(tmp_path), "--max-time-s", "15", "--no-progress",
-                           "--drill", "game-day", "--drill-time-scale", "0.4"],
+                           "--search-time-s", "20", "--drill", "game-day",
+                           "--drill-time-scale", "0.4"],
                           cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr  # whatever the model's rank: never a coin flip
@@ -84,6 +85,16 @@ def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: 
         assert served[transport]["unfiltered"]["ndcg@10"] == pytest.approx(offline["ndcg@10"], abs=1e-3)
         assert served[transport]["unfiltered"]["degraded"] == 0
         assert len(served[transport]["unfiltered"]["answered_by"]) == 2
+    # Product search: fine-tuned, exported in the same signed version, served by the same
+    # replicas; what clients get over the wire is what the export measured on ONNX.
+    searched = summary["search_train_and_evaluate"]
+    assert set(searched["metrics"]["test"]) == {"bm25", "pretrained", "finetuned"}
+    exported = summary["export"]["search"]["metrics"]
+    assert summary["export"]["search"]["parity_max_abs_diff"] <= 1e-4
+    for transport in ("http", "grpc"):
+        got = served[f"served_search_{transport}"]
+        assert got["degraded"] == 0 and got["queries"] == exported["search_onnx_test_queries"]
+        assert got["ndcg@10"] == pytest.approx(exported["search_onnx_test_ndcg@10"], abs=1e-3)
     # The main job ends with the game-day (shortened): every fault injected and proven,
     # whatever the verdict; the report and plot are where the summary says.
     drill = summary["drill"]
