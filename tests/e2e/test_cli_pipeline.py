@@ -68,7 +68,7 @@ def test_demo_runs_every_step_and_serves_what_it_measured(synthetic: Path, env: 
                                                           tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "recdrill", "demo", "--data", str(synthetic),
                            "--out", str(tmp_path), "--max-time-s", "15", "--no-progress",
-                           "--search-time-s", "20", "--drill", "game-day",
+                           "--search-time-s", "40", "--drill", "game-day",
                            "--drill-time-scale", "0.4"],
                           cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
