@@ -23,7 +23,6 @@ from training.fetch import fetch_movielens_100k
 from training.loaders import ColumnMapping, RawDataset, load_any
 from training.metrics import EvalResult, evaluate
 from training.model import ModelConfig
-from training.search_model import BASE_NAME
 from training.stats import PairedBootstrap, compare_to_baselines, comparison_sentence
 from training.text_features import MAX_TEXT_TOKENS, item_text_matrix, item_texts
 from training.train import (
@@ -122,6 +121,8 @@ def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = 
     text: np.ndarray | None = None
     text_meta: dict[str, Any] = {}
     if model_config.item_text != "none":
+        from training.search_model import BASE_NAME
+
         seed_everything(train_config.seed, train_config.threads)
         text = item_text_matrix(item_texts(item_table(data, raw.items)), text_encoder)
         text_meta = {"item_text": {"encoder": str(text_encoder) if text_encoder else BASE_NAME,
