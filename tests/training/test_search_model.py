@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,12 @@ ITEMS = ["Toy Story (Animation Children's Comedy)", "Heat (Action Crime Thriller
 QUERIES = ["cartoon for kids", "bank robbery shootout", "monster on a spaceship",
            "snowy kidnapping noir", "wartime love story", "talking pig"]
 CONFIG = FinetuneConfig(batch_size=6, lr=1e-4, warmup_steps=1, max_epochs=4, seed=0, threads=1)
+
+
+@pytest.mark.parametrize("module", ["training.search_model", "training.search_train"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def _loss(enc: Encoder) -> float:
@@ -63,6 +71,16 @@ def test_a_few_steps_lower_the_training_loss(tuned: tuple[Encoder, float, Finetu
     enc, before, result = tuned
     assert result.steps == 4 and result.stopped == "max_epochs"
     assert _loss(enc) < before * 0.8
+
+
+def test_weights_passed_in_are_kept_unless_an_epoch_beats_them() -> None:
+    enc = load_encoder()
+    before = enc.encode(ITEMS, 64)
+    config = FinetuneConfig(batch_size=6, lr=1e-3, max_epochs=2, patience=2, seed=0, threads=1)
+    result = finetune(enc, QUERIES, [[i] for i in range(6)], ITEMS, config,
+                      validate=lambda _: 0.5, progress=False, initial_valid=0.5)
+    assert result.best_epoch == 0 and result.stopped == "patience" and result.steps == 2
+    np.testing.assert_array_equal(enc.encode(ITEMS, 64), before)
 
 
 def test_masked_negatives_do_not_count() -> None:
