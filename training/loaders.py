@@ -53,7 +53,11 @@ def _read_frame(path: Path) -> pd.DataFrame:
         if path.suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         sep = "\t" if path.suffix in (".tsv", ".inter", ".item") else ","
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True, encoding="latin-1")
+        try:  # UTF-8 (MovieLens-100k's atomic files are), else the legacy single-byte text
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True, encoding="utf-8")
+        except UnicodeDecodeError:
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True,
+                               encoding="latin-1")
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(str(path), None, None, f"cannot be parsed: {exc}") from exc
 

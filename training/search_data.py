@@ -153,8 +153,8 @@ def _display_title(title: str) -> str:
 
 
 def _plain(title: str) -> str:
-    """What a user types for a title: mojibake repaired, accents folded ('Cérémonie' ->
-    'Ceremonie'). ml-100k.item is UTF-8, read as latin-1 like the training loaders do."""
+    """What a user types for a title: mojibake repaired (UTF-8 once read as latin-1), accents
+    folded ('Cérémonie' -> 'Ceremonie')."""
     with contextlib.suppress(UnicodeError):
         title = title.encode("latin-1").decode("utf-8")
     folded = unicodedata.normalize("NFKD", title)
@@ -381,7 +381,12 @@ def movielens_items(directory: Path) -> pd.DataFrame:
     """
     path = directory / "ml-100k.item"
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, encoding="latin-1", keep_default_na=False)
+        try:  # the file is UTF-8; read as the training loaders read it
+            frame = pd.read_csv(path, sep="\t", dtype=str, encoding="utf-8",
+                                keep_default_na=False)
+        except UnicodeDecodeError:
+            frame = pd.read_csv(path, sep="\t", dtype=str, encoding="latin-1",
+                                keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise DataError(str(path), None, None, f"cannot be read: {exc}") from exc
     frame.columns = [c.split(":", 1)[0] for c in frame.columns]

@@ -77,3 +77,14 @@ def test_movielens_100k_is_real(ml100k_dir: Path) -> None:
     assert len(inter) == 100_000
     assert inter["user_id"].nunique() == 943 and inter["item_id"].nunique() == 1682
     assert raw.items.set_index("item_id").loc["1", "title"] == "Toy Story"
+
+
+def test_text_is_read_as_utf8_else_latin1(tmp_path: Path) -> None:
+    from training.loaders import _read_frame
+
+    utf8 = tmp_path / "items.csv"
+    utf8.write_bytes("item_id,title\n1,Cérémonie\n".encode())
+    assert _read_frame(utf8)["title"].tolist() == ["Cérémonie"]
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_bytes("item_id,title\n1,Cérémonie\n".encode("latin-1"))
+    assert _read_frame(legacy)["title"].tolist() == ["Cérémonie"]
