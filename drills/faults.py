@@ -507,6 +507,26 @@ CANARY_GATE_MIN_FEEDBACK = 100
 CANARY_GATE_MIN_RATIO = 0.5
 
 
+def _push_derived(ctx: FaultContext, fault: str, mutate: Callable[[Path], None]
+                  ) -> tuple[str, dict[str, Any]]:
+    """Derive a validly signed version changed by ``mutate`` and publish it with W copies;
+    returns the stable version and the publish result (recorded as damage to roll back)."""
+    if ctx.derive_version is None:
+        raise FaultError(f"{fault} publishes a new signed version: give the drill the signing "
+                         "key (--signing-key)")
+    stable = ctx.sud.version
+    if stable is None:
+        raise FaultError("nothing published yet")
+    try:
+        artifact = ctx.derive_version(fault, mutate)
+    except FileNotFoundError as exc:
+        raise FaultError(f"{fault} cannot derive its version: {exc}") from exc
+    published = ctx.sud.rc.publish(str(artifact))
+    with ctx.damage.lock:
+        ctx.damage.stable_version, ctx.damage.pushed_version = stable, published["version"]
+    return stable, published
+
+
 def bad_model(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     """Push a bad model whose integrity is intact (item table shuffled, re-signed): published
     with W copies, then rolled out as a canary on 25% of users by ``serving.rollout``, whose
@@ -516,17 +536,9 @@ def bad_model(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     from serving.canary import CanaryGate
     from serving.rollout import canary_rollout
 
-    if ctx.derive_version is None:
-        raise FaultError("bad-model publishes a new signed version: give the drill the signing "
-                         "key (--signing-key)")
-    stable = ctx.sud.version
-    if stable is None:
-        raise FaultError("nothing published yet")
-    artifact = ctx.derive_version("bad-model", shuffle_item_ids(ctx.rng.randrange(1 << 30)))
-    published = ctx.sud.rc.publish(str(artifact))
+    stable, published = _push_derived(ctx, "bad-model",
+                                      shuffle_item_ids(ctx.rng.randrange(1 << 30)))
     bad = published["version"]
-    with ctx.damage.lock:
-        ctx.damage.stable_version, ctx.damage.pushed_version = stable, bad
     rec.targets = [(f"version {bad} (item table shuffled, validly signed) as a canary on "
                     f"{CANARY_SHARE:.0%} of users")]
     rec.proof["published"] = {k: published[k] for k in ("version", "committed_on")}
@@ -558,21 +570,9 @@ def bad_search(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     from drills.artifacts import blur_search_embeddings
     from serving.deployment import set_version
 
-    if ctx.derive_version is None:
-        raise FaultError("bad-search publishes a new signed version: give the drill the signing "
-                         "key (--signing-key)")
-    stable = ctx.sud.version
-    if stable is None:
-        raise FaultError("nothing published yet")
-    try:
-        artifact = ctx.derive_version("bad-search", blur_search_embeddings(
-            ctx.rng.randrange(1 << 30), noise=spec.factor))
-    except FileNotFoundError as exc:
-        raise FaultError(f"bad-search needs an artifact exported with --search ({exc})") from exc
-    published = ctx.sud.rc.publish(str(artifact))
+    stable, published = _push_derived(ctx, "bad-search", blur_search_embeddings(
+        ctx.rng.randrange(1 << 30), noise=spec.factor))
     bad = published["version"]
-    with ctx.damage.lock:
-        ctx.damage.stable_version, ctx.damage.pushed_version = stable, bad
     rec.targets = [(f"version {bad} (noise of norm {spec.factor:g} in the search item "
                     "embeddings, validly signed) on every replica")]
     rec.proof["published"] = {k: published[k] for k in ("version", "committed_on")}

@@ -267,15 +267,8 @@ def _ndcg(slo: NdcgSLO, phase: str, inp: _Inputs) -> Verdict:
     if w.ndcg10 is None:
         return _unmeasured(name, slo.kind, phase, limit,
                            f"NDCG@10 not measured in {phase} (no scored answers)")
-    if not base_ndcg:
-        why = "was not measured" if base_ndcg is None else "is 0, so the ratio is undefined"
-        return _unmeasured(name, slo.kind, phase, limit, f"baseline NDCG@10 {why}")
-    ratio = round(w.ndcg10 / base_ndcg, 4)
-    ok = ratio >= slo.min_ratio - _EPS
-    detail = (f"{ratio:g}x baseline ({w.ndcg10:.4f} vs {base_ndcg:.4f}, "
-              f"{w.scored:,} scored answers)")
-    return Verdict(name, slo.kind, phase, ratio, limit, ok, detail,
-                   None if ok else _over(slo.min_ratio, ratio))
+    return _against_baseline(name, slo.kind, phase, limit, slo.min_ratio, "NDCG@10",
+                             w.ndcg10, base_ndcg, f"{w.scored:,} scored answers")
 
 
 def _search_ndcg(slo: SearchNdcgSLO, phase: str, inp: _Inputs) -> Verdict:
@@ -293,16 +286,23 @@ def _search_ndcg(slo: SearchNdcgSLO, phase: str, inp: _Inputs) -> Verdict:
         return _unmeasured(name, slo.kind, phase, limit,
                            f"search NDCG@10 not measured in {phase} (no scored search answers; "
                            f"{w.search_ok:,} of {w.searches:,} searches answered)")
-    if not base_ndcg:
-        why = "was not measured" if base_ndcg is None else "is 0, so the ratio is undefined"
-        return _unmeasured(name, slo.kind, phase, limit, f"baseline search NDCG@10 {why}")
-    ratio = round(w.search_ndcg10 / base_ndcg, 4)
-    ok = ratio >= slo.min_ratio - _EPS
-    recall = "" if w.search_recall10 is None else f", Recall@10 {w.search_recall10:.4f}"
-    detail = (f"{ratio:g}x baseline ({w.search_ndcg10:.4f} vs {base_ndcg:.4f}{recall}, "
-              f"{w.search_scored:,} scored searches)")
-    return Verdict(name, slo.kind, phase, ratio, limit, ok, detail,
-                   None if ok else _over(slo.min_ratio, ratio))
+    recall = "" if w.search_recall10 is None else f"Recall@10 {w.search_recall10:.4f}, "
+    return _against_baseline(name, slo.kind, phase, limit, slo.min_ratio, "search NDCG@10",
+                             w.search_ndcg10, base_ndcg,
+                             f"{recall}{w.search_scored:,} scored searches")
+
+
+def _against_baseline(name: str, kind: str, phase: str, limit: str, min_ratio: float,
+                      what: str, observed: float, base: float | None, counted: str) -> Verdict:
+    """A quality held to ``min_ratio`` of its baseline; unmeasured without a baseline."""
+    if not base:
+        why = "was not measured" if base is None else "is 0, so the ratio is undefined"
+        return _unmeasured(name, kind, phase, limit, f"baseline {what} {why}")
+    ratio = round(observed / base, 4)
+    ok = ratio >= min_ratio - _EPS
+    detail = f"{ratio:g}x baseline ({observed:.4f} vs {base:.4f}, {counted})"
+    return Verdict(name, kind, phase, ratio, limit, ok, detail,
+                   None if ok else _over(min_ratio, ratio))
 
 
 def _degraded_share(slo: DegradedShareSLO, phase: str, inp: _Inputs) -> Verdict:

@@ -178,6 +178,8 @@ def _artifact(tmp_path: Path, search: bool) -> Path:
     (art / "manifest.json").write_text(json.dumps({"io": io}))
     pd.DataFrame({"query": ["red shoes", "hat"], "split": ["test", "validation"],
                   "relevant": [["s1", "s2"], ["h1"]]}).to_parquet(art / "search/queries.parquet")
+    pd.DataFrame({"index": [1, 2, 3], "item_id": ["s1", "s2", "h1"]}).to_parquet(
+        art / "items.parquet")
     return art
 
 
