@@ -46,6 +46,7 @@ from drills.errors import DrillError, EnvironmentError_
 from drills.faults import FAULTS, Damage, FaultContext, FaultRecord
 from drills.region_faults import REGION_FAULTS
 from drills.regions import open_regions
+from drills.release_faults import RELEASE_FAULTS
 from drills.scenario import RecoverySLO, Scenario
 from drills.system import DrillInputs, System, open_system, remove_tree
 
@@ -297,7 +298,8 @@ def _fault_thread(ctx: FaultContext, spec: Any, rec: FaultRecord, journal: _Jour
         journal.log("fault", f"{rec.name}: inject {spec.fault}"
                     f"{f' ({spec.mode})' if spec.mode else ''}")
         try:
-            (FAULTS.get(spec.fault) or REGION_FAULTS[spec.fault])(ctx, spec, rec)
+            (FAULTS.get(spec.fault) or RELEASE_FAULTS.get(spec.fault)
+             or REGION_FAULTS[spec.fault])(ctx, spec, rec)
             journal.log("proof", f"{rec.name}: {rec.targets}", {"proof": rec.proof,
                                                                  "facts": rec.facts})
         except Exception as exc:  # noqa: BLE001 - recorded; the SLOs on its facts then fail

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.parametrize("module", ["drills.scenario", "drills.plan", "drills.loader",
                                     "drills.catalog", "drills.slo", "drills.runner",
-                                    "drills.faults", "bench.loadgen.outcomes",
+                                    "drills.faults", "drills.release_faults", "bench.loadgen.outcomes",
                                     "serving.frontdoor", "serving.canary"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

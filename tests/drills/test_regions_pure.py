@@ -66,8 +66,11 @@ def test_region_faults_need_two_regions_and_only_region_faults() -> None:
 
 
 def test_every_fault_kind_has_exactly_one_injector() -> None:
-    assert set(FAULTS) & set(REGION_FAULTS) == set()
-    assert set(FAULTS) | set(REGION_FAULTS) | {"overload"} == set(FAULT_KINDS)
+    from drills.release_faults import RELEASE_FAULTS
+
+    groups = [set(FAULTS), set(RELEASE_FAULTS), set(REGION_FAULTS), {"overload"}]
+    assert sum(len(g) for g in groups) == len(set().union(*groups)) == len(FAULT_KINDS)
+    assert set().union(*groups) == set(FAULT_KINDS)
 
 
 def test_region_ports_stay_out_of_the_ephemeral_range() -> None:
