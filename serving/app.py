@@ -43,11 +43,13 @@ from serving.errors import (
 )
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
+    AdminAnswer,
     ErrorBody,
     FeedbackRequest,
     FeedbackResponse,
     FeedbackStats,
     Health,
+    PromoteRequest,
     RecommendRequest,
     RecommendResponse,
     SearchRequest,
@@ -100,6 +102,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Body over the size limit."},
     422: {"model": ErrorBody, "description": "Wrong fields, types, ranges or unknown ids."},
     503: {"model": ErrorBody, "description": "Overloaded or not ready; see Retry-After."}}
+
+
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{k: v for k, v in _ERRORS.items() if k in (401, 422)},
+    403: {"model": ErrorBody, "description": "Admin routes are off: no admin token configured."},
+    409: {"model": ErrorBody, "description": "The version was refused (verification, load or "
+                                             "probe failed) or there is none to roll back to; "
+                                             "the old version keeps serving."}}
 
 
 def create_app(service: RecommendService, config: AppConfig | None = None) -> FastAPI:
@@ -202,7 +212,9 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
         detail = "draining" if service.draining else "no verified version loaded"
         return _json(503, {"status": "not-ready", "detail": detail}, {"Retry-After": "1"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {
+        "description": "Prometheus text exposition.",
+        "content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -230,17 +242,21 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
             return _error(409, str(exc))
         return _json(200, {"model_version": loaded, "replica": service.replica})
 
-    @app.post("/admin/reload", responses=_ERRORS)
+    @app.post("/admin/reload", response_model=AdminAnswer, responses=_ADMIN_ERRORS,
+              openapi_extra={"requestBody": {"required": False, "content": {
+                  _JSON: {"schema": VersionRequest.model_json_schema()}}}})
     async def reload(request: Request) -> Response:
         """Load a version (default: the source's current one) on this replica."""
         return await _admin(request, "reload", False)
 
-    @app.post("/admin/promote", responses=_ERRORS)
+    @app.post("/admin/promote", response_model=AdminAnswer, responses=_ADMIN_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  _JSON: {"schema": PromoteRequest.model_json_schema()}}}})
     async def promote(request: Request) -> Response:
         """Load the named version on this replica."""
         return await _admin(request, "promote", True)
 
-    @app.post("/admin/rollback", responses=_ERRORS)
+    @app.post("/admin/rollback", response_model=AdminAnswer, responses=_ADMIN_ERRORS)
     async def rollback(request: Request) -> Response:
         """Back to the version served before the current one."""
         return await _admin(request, "rollback", False)

@@ -29,12 +29,14 @@ from serving.errors import InvalidRequest
 __all__ = [
     "MAX_HISTORY",
     "MAX_K",
+    "AdminAnswer",
     "ErrorBody",
     "FeedbackRequest",
     "FeedbackResponse",
     "FeedbackStats",
     "Health",
     "Item",
+    "PromoteRequest",
     "RecommendRequest",
     "RecommendResponse",
     "SearchRequest",
@@ -52,10 +54,16 @@ MAX_HISTORY = 1000
 MAX_QUERY_CHARS = 1000  # longer is refused; within it, what the encoder cannot read is cut
 
 
+_USER = {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}
+_HISTORY = {"required": ["history"], "properties": {"history": {"type": "array"}}}
+
+
 class RecommendRequest(BaseModel):
     """Recommend for a known user (their history from the artifact) or for a given history."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The schema says what the validator enforces: exactly one of them (null counts as absent).
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"oneOf": [_USER, _HISTORY]})
 
     user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
                                       description="A user known to the model version.")
@@ -75,9 +83,11 @@ class RecommendRequest(BaseModel):
 class SearchRequest(BaseModel):
     """Search the catalogue by text; with a user_id or a history, personalised by it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={
+        "not": {"allOf": [_USER, _HISTORY]}})
 
     query: StrictStr = Field(..., min_length=1, max_length=MAX_QUERY_CHARS,
+                             json_schema_extra={"pattern": r"\S"},
                              description="What the shopper typed (not blank). Text beyond the "
                                          "encoder's token limit is cut and the answer says "
                                          "truncated: true.")
@@ -188,11 +198,26 @@ class Health(BaseModel):
 
 
 class VersionRequest(BaseModel):
-    """Admin: load (reload/promote) a version; None means the store's current one."""
+    """Admin: load (reload) a version; None means the store's current one."""
 
     model_config = ConfigDict(extra="forbid")
 
     version: StrictStr | None = Field(None, description="Version to serve; None = current.")
+
+
+class AdminAnswer(BaseModel):
+    """An admin action done: the version this replica now serves."""
+
+    model_version: str
+    replica: str
+
+
+class PromoteRequest(BaseModel):
+    """Admin: load the named version (promote)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: StrictStr = Field(..., description="Version to serve.")
 
 
 def describe_validation_error(exc: ValidationError) -> str:
