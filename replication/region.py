@@ -29,32 +29,12 @@ from replication.errors import (
     StoreError,
 )
 from replication.repo import Ref, VersionStore
-from replication.ship import (  # re-exported: the one-round API
-    REF_NAMES,
-    ShipPlan,
-    ShipReport,
-    ShipStep,
-    StoreView,
-    apply_ship,
-    plan_ship,
-    replication_lag,
-    ship,
-    view,
-)
+from replication.ship import REF_NAMES, ShipReport, replication_lag, ship
 
 __all__ = [
     "LAG_METRICS",
     "RegionLag",
     "RegionReplicator",
-    "ShipPlan",
-    "ShipReport",
-    "ShipStep",
-    "StoreView",
-    "apply_ship",
-    "plan_ship",
-    "replication_lag",
-    "ship",
-    "view",
 ]
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,9 @@ from replication.fleet import LocalFleet
 from replication.keys import Keyring, KeySpec
 from replication.plan import Inventory, VersionInfo
 from replication.quorum import next_seq
-from replication.region import (
-    RegionLag,
-    RegionReplicator,
-    StoreView,
-    plan_ship,
-    replication_lag,
-    ship,
-)
+from replication.region import RegionLag, RegionReplicator
 from replication.repo import Ref, VersionStore
+from replication.ship import StoreView, plan_ship, replication_lag, ship
 from replication.store import MemoryStore, Store, open_store
 from replication.sync import upload_artifact
 from replication.testing import flip_byte, make_keys, wait_until
