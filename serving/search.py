@@ -165,5 +165,10 @@ class SearchModel:
                       1.0 / np.arange(1, len(picked) + 1, dtype=np.float32), True)
 
     def truncated(self, text: str) -> bool:
-        """Whether ``text`` is longer than the encoder reads (it is then cut, and said so)."""
+        """Whether ``text`` is longer than the encoder reads (it is then cut, and said so).
+
+        Every token covers at least one character and two are [CLS] and [SEP], so a text of
+        at most ``max_query_tokens - 2`` characters fits without tokenising it again."""
+        if len(text) <= self.max_query_tokens - 2:
+            return False
         return bool(self._tokenizer.encode(text).overflowing)

@@ -196,3 +196,14 @@ def test_a_version_whose_search_is_broken_is_refused_by_the_probe(
     with pytest.raises(ModelLoadError, match="search probe"):
         svc.load("s2-broken")  # validly signed, yet its own items' texts do not find them
     assert svc.version == "s1" and not _search(svc, query="mug")["degraded"]
+
+
+def test_truncation_shortcut_agrees_with_the_tokenizer(search_root: Path,
+                                                       artifacts: Artifacts) -> None:
+    model = _service(search_root, artifacts).runner.search
+    assert model is not None
+    # "!" is one token per character: the tightest case for the character-count shortcut.
+    for n in range(1, 3 * model.max_query_tokens):
+        for text in ("!" * n, ("ab " * n)[:n]):
+            assert model.truncated(text) == bool(model._tokenizer.encode(text).overflowing), n
+    assert model.truncated("!" * (model.max_query_tokens - 1))
