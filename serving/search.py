@@ -32,7 +32,7 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from export.manifest import Manifest
-from retrieval import BM25Index, exact_search, item_text
+from retrieval import BM25Index, exact_search, item_text, top_k_rows
 from serving.catalog import Ranked
 from serving.errors import ModelLoadError
 
@@ -49,14 +49,6 @@ class SearchQuery:
     text: str
     k: int
     seq: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """Query embeddings ``[b, dim]`` and, per query, whether the tokenizer truncated it."""
-
-    vectors: np.ndarray
-    truncated: list[bool]
 
 
 def has_search(manifest: Manifest) -> bool:
@@ -125,32 +117,27 @@ class SearchModel:
 
     # -- the model path -------------------------------------------------------------------
 
-    def encode(self, texts: Sequence[str]) -> Encoded:
-        """Tokenise (padded to the longest, truncated at ``max_query_tokens``) and encode."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokenise (padded to the longest, truncated at ``max_query_tokens``) and encode:
+        unit rows ``[b, dim]``."""
         encodings = self._tokenizer.encode_batch(list(texts))
         feeds = {"input_ids": np.array([e.ids for e in encodings], np.int64),
                  "attention_mask": np.array([e.attention_mask for e in encodings], np.int64)}
-        vectors = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})
-        return Encoded(vectors[0], [bool(e.overflowing) for e in encodings])
+        vectors: np.ndarray = self._session.run(
+            None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        return vectors
 
     def rank(self, queries: Sequence[SearchQuery], rec_scores: np.ndarray | None = None,
              weight: float = DEFAULT_BLEND) -> list[Ranked]:
         """Top-k items of each query; ``rec_scores[b, n_items]`` (rows of queries with a
         history) are blended in with ``weight``. Item indices are 1-based."""
-        enc = self.encode([q.text for q in queries])
+        vectors = self.encode([q.text for q in queries])
+        k = max(q.k for q in queries)
         if rec_scores is None or weight == 0.0:
-            k = max(q.k for q in queries)
-            idx, vals = exact_search(enc.vectors, self.item_vectors, k)
-            return [Ranked(idx[row, :q.k] + 1, vals[row, :q.k])
-                    for row, q in enumerate(queries)]
-        scores = blend(enc.vectors @ self.item_vectors.T, rec_scores, weight)
-        out = []
-        for row, q in enumerate(queries):
-            part = scores[row]
-            top = np.argpartition(-part, q.k - 1)[:q.k] if q.k < len(part) else np.arange(len(part))
-            top = top[np.argsort(-part[top], kind="stable")]
-            out.append(Ranked(top + 1, part[top]))
-        return out
+            idx, vals = exact_search(vectors, self.item_vectors, k)
+        else:
+            idx, vals = top_k_rows(blend(vectors @ self.item_vectors.T, rec_scores, weight), k)
+        return [Ranked(idx[row, :q.k] + 1, vals[row, :q.k]) for row, q in enumerate(queries)]
 
     # -- the degraded tier ----------------------------------------------------------------
 
