@@ -36,7 +36,7 @@ import psutil
 
 from drills.errors import FaultError
 from drills.scenario import FAULT_KINDS, FaultSpec, TargetSpec
-from drills.system import System
+from drills.system import Replica, System
 from serving.testing import poll_until
 
 __all__ = ["FAULTS", "Damage", "FaultContext", "FaultRecord", "pick", "wait_until"]
@@ -156,11 +156,31 @@ def kill_replica(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     rec.proof["replacements"] = {r.rank: r.pid for r in ctx.sud.replicas() if r.rank in ranks}
 
 
+def _live_victims(ctx: FaultContext, spec: FaultSpec, tries: int = 3
+                  ) -> tuple[list[Replica], list[psutil.Process]]:
+    """Replicas to hit and their processes, picked among the ones alive now.
+
+    The registry can still name a replica that died a moment ago (an earlier fault's victim,
+    or one Serve replaced after a controller restart): picking it would stall nothing.
+    """
+    err: psutil.NoSuchProcess | None = None
+    for _ in range(tries):
+        live = [r for r in ctx.sud.replicas() if not _dead(r.pid)]
+        victims = pick(sorted(live, key=lambda r: r.rank), spec.target, ctx.rng)
+        if not victims:
+            raise FaultError("no live replica to stall")
+        try:
+            return victims, [psutil.Process(r.pid) for r in victims]
+        except psutil.NoSuchProcess as exc:  # died between the listing and now
+            err = exc
+            time.sleep(0.5)
+    raise FaultError(f"no live replica to stall after {tries} tries: {err}")
+
+
 def stall_replica(ctx: FaultContext, spec: FaultSpec, rec: FaultRecord) -> None:
     """SIGSTOP replica processes for ``duration_s``, then SIGCONT; proof: state seen stopped."""
-    victims = pick(sorted(ctx.sud.replicas(), key=lambda r: r.rank), spec.target, ctx.rng)
+    victims, procs = _live_victims(ctx, spec)
     rec.targets = [f"replica rank {r.rank} pid {r.pid} on {r.node}" for r in victims]
-    procs = [psutil.Process(r.pid) for r in victims]
     rec.injected_at_s = ctx.now_s()
     try:
         for proc in procs:

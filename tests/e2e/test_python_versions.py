@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ["durable", "recdrill", "training", "export", "replication", "serving", "bench",
-            "drills"]
+#: Every top-level package the wheel ships, as pyproject.toml lists them (one list, no drift).
+PACKAGES = [p.rstrip("*") for p in tomllib.loads((REPO / "pyproject.toml").read_text())
+            ["tool"]["setuptools"]["packages"]["find"]["include"]]
 PYTHONS = ["3.12", "3.13"]
 
 CHECK = r"""
