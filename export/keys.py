@@ -11,14 +11,15 @@ import os
 from pathlib import Path
 
 from export.signing import generate_signing_key
+from security.paths import key_dir
 
 PRIVATE_ENV = "RECDRILL_SIGNING_KEY"
 PUBLIC_ENV = "RECDRILL_PUBLIC_KEY"
 
 
 def default_key_dir() -> Path:
-    """``$RECDRILL_KEY_DIR`` or ``~/.config/recdrill/keys``."""
-    return Path(os.environ.get("RECDRILL_KEY_DIR", Path.home() / ".config" / "recdrill" / "keys"))
+    """``$RECDRILL_KEY_DIR`` or ``~/.config/recdrill/keys`` (``security.paths.key_dir``)."""
+    return key_dir()
 
 
 def private_key_path() -> Path:
