@@ -6,9 +6,8 @@ the register of forget requests) in ``$RECDRILL_STATE_DIR`` or ``~/.local/state/
 Each path also has its own variable, so a deployment can point any of them elsewhere.
 
 Example:
-    >>> import os; os.environ["RECDRILL_KEY_DIR"] = "/tmp/k"
-    >>> str(tokens_path())
-    '/tmp/k/tokens.json'
+    >>> tokens_path().parent == key_dir() or "RECDRILL_TOKENS" in os.environ
+    True
 """
 
 from __future__ import annotations
