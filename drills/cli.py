@@ -94,6 +94,9 @@ def run(
     time_scale: float = typer.Option(1.0, min=0.05, max=10.0, envvar="RECDRILL_DRILL_TIME_SCALE",
                                      help="Multiply the load's and every fault's times (e.g. "
                                           "0.5 for a shortened run); SLO limits are unchanged."),
+    audit_log: Path | None = typer.Option(None, "--audit", envvar="RECDRILL_AUDIT_LOG",
+                                          help="Audit log the drill's start and finish go to "
+                                               "(default <state dir>/audit.jsonl)."),
 ) -> None:
     """Run one drill; exit 0 only when every SLO held.
 
@@ -139,7 +142,8 @@ def run(
                          store_key[0].resolve() if store_key else None)
     out = (out or Path("runs/drills") / spec.title).resolve()
     try:
-        journal = run_drill(spec, RunOptions(out, inputs, ray_address, progress, keep_work))
+        journal = run_drill(spec, RunOptions(out, inputs, ray_address, progress, keep_work,
+                                                audit_log))
     except DrillError as exc:
         print(f"drill error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None

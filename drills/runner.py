@@ -42,6 +42,7 @@ from bench.loadgen.transports import TransportSpec
 from bench.loadgen.workload import HeldOutQuery, Workload, load_search_queries, load_workload
 from drills import plan, slo
 from drills.artifacts import derive_version
+from drills.audit import drill_finished, drill_started
 from drills.errors import DrillError, EnvironmentError_
 from drills.faults import FAULTS, Damage, FaultContext, FaultRecord
 from drills.region_faults import REGION_FAULTS
@@ -64,6 +65,7 @@ class RunOptions:
     ray_address: str | None = None
     progress: bool = True
     keep_work: bool = False
+    audit_log: Path | None = None  # None: security.paths.audit_log_path()
 
 
 def search_queries(scenario: Scenario, artifact: Path) -> tuple[HeldOutQuery, ...]:
@@ -363,11 +365,13 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
     """Run ``scenario`` end to end; returns the journal (also written to ``options.out``).
 
     Raises EnvironmentError_ before anything starts when the scenario sends searches and the
-    artifact carries none.
+    artifact carries none, or when the audit log refuses ``drill.start``. The run's start and
+    end (status, verdict, report digests) go to the one audit log (``drills.audit``).
     """
     from drills.report import write_report
 
     searches = search_queries(scenario, options.inputs.artifact)
+    audited = drill_started(scenario, options.out, options.audit_log, options.ray_address)
     journal = _Journal()
     damage = Damage()
     records = [FaultRecord(name, f.fault, f.at_s, f.end_s)
@@ -397,8 +401,12 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
     doc["events"], doc["ended_at"] = journal.events, _iso()
     if doc["status"] in ("error", "interrupted"):
         doc["held"] = False
-    paths = write_report(doc, options.out)
-    doc["paths"] = {k: str(v) for k, v in paths.items()}
+    doc["audit"] = {"log": str(audited.log), "start_seq": audited.start.seq}
+    try:
+        paths = write_report(doc, options.out)
+        doc["paths"] = {k: str(v) for k, v in paths.items()}
+    finally:
+        drill_finished(audited, doc)
     return doc
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from replication.audit import AuditLog
 from replication.cluster import ClusterConfig, ReplicationCluster
 from replication.keys import KeySpec, generate_key_file
 from replication.localcluster import local_ray_cluster
+from security.audit import AuditLog
 from serving.client import Client
 from serving.config import ServeSettings
 from serving.server import free_port_base

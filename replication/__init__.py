@@ -30,7 +30,6 @@ Cluster operations (``python -m replication --help`` for the CLI)::
 
 from __future__ import annotations
 
-from replication.audit import AuditEntry, AuditLog, Clock, FixedClock, SystemClock
 from replication.checkout import checkout, node_store_path
 from replication.cluster import ClusterConfig, Primary, ReplicationCluster
 from replication.errors import (
@@ -55,13 +54,9 @@ from replication.store import FsspecStore, MemoryStore, Store, open_store
 
 __all__ = [
     "AuditChainBroken",
-    "AuditEntry",
-    "AuditLog",
     "Candidate",
-    "Clock",
     "ClusterConfig",
     "ConfigError",
-    "FixedClock",
     "Fleet",
     "FsspecStore",
     "IntegrityError",
@@ -82,7 +77,6 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SyncPlan",
-    "SystemClock",
     "VersionError",
     "VersionStore",
     "checkout",

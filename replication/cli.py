@@ -31,6 +31,8 @@ from replication.errors import (
     StoreUnavailable,
     VersionError,
 )
+from security import errors as security_errors
+from security.paths import audit_log_path
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -55,7 +57,7 @@ _EXIT_FOR: list[tuple[type[Exception], ExitCode]] = [
     (QuorumNotReached, ExitCode.QUORUM_NOT_REACHED),
     (StoreUnavailable, ExitCode.UNAVAILABLE),
     (NoPrimaryCandidate, ExitCode.UNAVAILABLE),
-    (AuditChainBroken, ExitCode.AUDIT_BROKEN),
+    (security_errors.AuditChainBroken, ExitCode.AUDIT_BROKEN),  # replication's one too
     (VersionError, ExitCode.VERSION),
 ]
 
@@ -77,7 +79,14 @@ NodeRoot = Annotated[
 PublicKey = Annotated[Path, PUBLIC_KEY]
 KeyFiles = Annotated[list[Path] | None, STORE_KEY]
 Audit = Annotated[
-    Path, typer.Option("--audit", envvar="RECDRILL_AUDIT_LOG", help="Audit log (JSONL).")
+    Path,
+    typer.Option(
+        "--audit",
+        envvar="RECDRILL_AUDIT_LOG",
+        default_factory=audit_log_path,
+        show_default="<state dir>/audit.jsonl",
+        help="The audit log (JSONL), shared with every recdrill command.",
+    ),
 ]
 W = Annotated[
     int, typer.Option("--w", envvar="RECDRILL_W", help="Verified copies needed to commit.")
@@ -318,11 +327,14 @@ def audit_verify(
         str | None, typer.Option(help="Known head hash (detects tail truncation).")
     ] = None,
 ) -> None:
-    """Check the audit log's hash chain; exit 6 at the first edited, dropped or reordered entry."""
-    from replication.audit import AuditLog
+    """Check the audit log (as `recdrill audit verify` does, every problem on stderr); exit 6
+    on any edited, dropped, reordered or truncated entry or a forged anchor."""
+    from security.audit_cli import run_verify
 
-    log_ = AuditLog(audit)
-    _emit({"ok": True, "head": log_.verify(expect_head), "entries": len(log_.entries())})
+    report = run_verify(audit, expect_head)
+    if not report.ok:
+        raise AuditChainBroken(report.summary(), line=report.errors[0].line)
+    _emit(report.to_dict())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         app(args=argv, standalone_mode=False)
-    except ReplicationError as exc:
+    except (ReplicationError, security_errors.SecurityError) as exc:
         code = next((c for t, c in _EXIT_FOR if isinstance(exc, t)), ExitCode.FAILED)
         log.error("%s: %s", type(exc).__name__, exc)
         _emit({"ok": False, "error": type(exc).__name__, "message": str(exc), "exit": code.name})

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from replication import maintenance
-from replication.audit import AuditLog, Clock, SystemClock
 from replication.config import ClusterConfig, Primary
 from replication.errors import QuorumNotReached, StoreUnavailable, VersionError
 from replication.fleet import Fleet, RayFleet
@@ -37,6 +36,7 @@ from replication.quorum import (
 from replication.repo import Ref, VersionStore
 from replication.store import open_store
 from replication.sync import upload_artifact
+from security.audit import AuditLog, Clock, SystemClock
 
 __all__ = ["ClusterConfig", "Primary", "ReplicationCluster"]
 
@@ -133,7 +133,10 @@ class ReplicationCluster:
 
     def _init_store(self) -> Primary:
         self._store_vs().init()
-        self.audit.append(self.config.actor, "init", details={"store": self.config.primary_url})
+        url = self.config.primary_url
+        self.audit.append(
+            self.config.actor, "init", role=self.config.role, target=url, details={"store": url}
+        )
         return Primary("store", "primary", self.config.primary_url)
 
     def candidates(self) -> list[Candidate]:
@@ -160,6 +163,8 @@ class ReplicationCluster:
         self.audit.append(
             self.config.actor,
             "promote",
+            role=self.config.role,
+            target=current.version if current else None,
             version=current.version if current else None,
             details={"node": chosen, "reason": reason},
         )
@@ -187,6 +192,8 @@ class ReplicationCluster:
             self.audit.append(
                 self.config.actor,
                 "publish-aborted",
+                role=self.config.role,
+                target=version,
                 version=version,
                 digests=digests,
                 details={"w": w, "acks": {a.node: a.detail for a in prepared}},
@@ -216,6 +223,8 @@ class ReplicationCluster:
         self.audit.append(
             self.config.actor,
             "publish",
+            role=self.config.role,
+            target=version,
             version=version,
             digests=digests,
             details={k: result[k] for k in ("seq", "w", "primary", "committed_on", "failed")},
@@ -293,6 +302,8 @@ class ReplicationCluster:
         self.audit.append(
             self.config.actor,
             "rollback",
+            role=self.config.role,
+            target=version,
             version=version,
             details={"nodes": {a.node: a.ok for a in acks}},
         )
@@ -306,7 +317,8 @@ class ReplicationCluster:
         results = self.fleet.catch_up(others, primary.spec)
         synced = {n: r for n, r in results.items() if isinstance(r, dict) and r["versions"]}
         if synced:
-            self.audit.append(self.config.actor, "catch-up", details={"nodes": synced})
+            self.audit.append(self.config.actor, "catch-up", role=self.config.role,
+                              details={"nodes": synced})
         return {
             n: (r if isinstance(r, dict) else f"{type(r).__name__}: {r}")
             for n, r in results.items()

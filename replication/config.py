@@ -11,19 +11,14 @@ Example:
 
 from __future__ import annotations
 
-import getpass
-import socket
 from dataclasses import dataclass, field
 
 from replication.keys import KeySpec
 from replication.nodeops import SourceSpec
 from replication.replicator import actor_name
+from security.audit import default_actor
 
 __all__ = ["ClusterConfig", "Primary"]
-
-
-def _default_actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -36,7 +31,8 @@ class ClusterConfig:
     audit_path: str
     key_spec: KeySpec = field(default_factory=KeySpec)
     w: int = 2
-    actor: str = field(default_factory=_default_actor)
+    actor: str = field(default_factory=default_actor)
+    role: str = "operator"  # the role audit entries record for this driver's actions
     call_timeout_s: float = 300.0
     detached: bool = True
 

@@ -12,12 +12,16 @@ Hierarchy::
     ├── VersionError                 unknown, uncommitted or already-present version
     ├── QuorumNotReached             fewer than W verified copies acknowledged a publish
     ├── NoPrimaryCandidate           primary lost and no live standby holds a committed version
-    └── AuditChainBroken             the audit log was edited, reordered or truncated inside
+    └── AuditChainBroken             the audit log does not verify; also a
+                                     ``security.errors.AuditChainBroken``, which the audit
+                                     log itself (``security.audit``) raises
 
 Every message says what was expected, what was found, and what to do next.
 """
 
 from __future__ import annotations
+
+from security import errors as security_errors
 
 __all__ = [
     "AuditChainBroken",
@@ -100,12 +104,11 @@ class NoPrimaryCandidate(ReplicationError):
     """The primary is lost and no live standby can take over."""
 
 
-class AuditChainBroken(ReplicationError):
-    """The audit log's hash chain does not verify at ``line`` (1-based)."""
+class AuditChainBroken(ReplicationError, security_errors.AuditChainBroken):
+    """The audit log does not verify at ``line`` (1-based), as a replication command saw it.
 
-    def __init__(self, message: str, *, line: int) -> None:
-        self.line = line
-        super().__init__(message)
+    ``except security.errors.AuditChainBroken`` catches this one too.
+    """
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (_rebuild_audit, (str(self), self.line))

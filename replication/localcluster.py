@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from replication.testing import free_port, kill_node, kill_pids
+from security.ray_auth import ensure_token_auth
 
 __all__ = ["LocalRayCluster", "local_ray_cluster"]
 
@@ -129,6 +130,7 @@ def local_ray_cluster(
         "_system_config": system_config,
     }
     try:
+        ensure_token_auth()  # a cluster recdrill starts keeps Ray's token authentication on
         cluster = Cluster(initialize_head=True, head_node_args=head_args)
         lc = LocalRayCluster(root, cluster, head_args=head_args)
         for _ in range(workers):

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from replication.audit import AuditLog, Clock
 from replication.checkout import materialise
 from replication.config import ClusterConfig, Primary
 from replication.errors import ConfigError, NoPrimaryCandidate
@@ -28,6 +27,7 @@ from replication.replicator import actor_name
 from replication.repo import VersionStore
 from replication.store import open_store
 from replication.sync import apply_gc, copy_refs, copy_versions, reseal_store
+from security.audit import AuditLog, Clock
 
 __all__ = ["ClusterDriver", "backup", "gc", "repair", "restore", "rotate_key"]
 
@@ -111,6 +111,7 @@ def repair(rc: ClusterDriver) -> dict[str, Any]:
     rc.audit.append(
         rc.config.actor,
         "repair",
+        role=rc.config.role,
         details={"healed": healed, "failed": failed, "unrepairable": report["unrepairable"]},
     )
     return report
@@ -134,6 +135,8 @@ def backup(rc: ClusterDriver, url: str) -> dict[str, Any]:
     rc.audit.append(
         rc.config.actor,
         "backup",
+        role=rc.config.role,
+        target=url,
         details={"url": url, "versions": versions, "blobs_copied": len(plan.fetch)},
     )
     return {"url": url, "versions": versions, "blobs_copied": len(plan.fetch)}
@@ -165,6 +168,8 @@ def restore(rc: ClusterDriver, url: str) -> dict[str, Any]:
     rc.audit.append(
         rc.config.actor,
         "restore",
+        role=rc.config.role,
+        target=url,
         details={"url": url, "versions": versions, "blobs_copied": len(plan.fetch)},
     )
     return {
@@ -193,7 +198,8 @@ def gc(rc: ClusterDriver, *, grace_s: float = 3600.0) -> dict[str, Any]:
             if not isinstance(done, Exception)
             else f"{type(done).__name__}: {done}"
         )
-    rc.audit.append(rc.config.actor, "gc", details={"grace_s": grace_s, "stores": out})
+    rc.audit.append(rc.config.actor, "gc", role=rc.config.role,
+                    details={"grace_s": grace_s, "stores": out})
     return out
 
 
@@ -216,6 +222,7 @@ def rotate_key(rc: ClusterDriver, key_spec: KeySpec) -> dict[str, Any]:
     for name, n in rc.fleet.reseal(rc.nodes).items():
         out[name] = n if isinstance(n, int) else f"{type(n).__name__}: {n}"
     rc.audit.append(
-        rc.config.actor, "rotate-key", details={"key_id": new_ring.active_id, "resealed": out}
+        rc.config.actor, "rotate-key", role=rc.config.role, target=new_ring.active_id,
+        details={"key_id": new_ring.active_id, "resealed": out},
     )
     return {"key_id": new_ring.active_id, "resealed": out}

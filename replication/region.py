@@ -22,7 +22,6 @@ from typing import Any, Self
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
-from replication.audit import AuditLog, Clock, SystemClock
 from replication.errors import (
     QuorumNotReached,
     ReplicationError,
@@ -30,6 +29,7 @@ from replication.errors import (
 )
 from replication.repo import Ref, VersionStore
 from replication.ship import REF_NAMES, ShipReport, replication_lag, ship
+from security.audit import AuditLog, Clock, SystemClock
 
 __all__ = [
     "LAG_METRICS",
@@ -265,7 +265,8 @@ class RegionReplicator:
 
     def _record(self, action: str, version: str | None, details: dict[str, Any]) -> None:
         if self._audit is not None:
-            self._audit.append(self._actor, action, version=version, details=details)
+            self._audit.append(self._actor, action, role="operator",
+                               target=version or self.label, version=version, details=details)
 
     def ship_sync(self, version: str, timeout_s: float = 60.0) -> ShipReport:
         """Return once the target holds ``version`` committed and verified. Store failures are

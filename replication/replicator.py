@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from replication.audit import Clock, SystemClock
 from replication.checkout import materialise
 from replication.errors import (
     IntegrityError,
@@ -37,6 +36,7 @@ from replication.quorum import Ack
 from replication.repo import Ref, VersionStore
 from replication.store import CHUNK_BYTES, Store, open_store
 from replication.sync import apply_gc, apply_sync, catch_up, copy_refs
+from security.audit import Clock, SystemClock
 
 __all__ = ["NAMESPACE", "ActorStore", "Replicator", "SourceSpec", "actor_class", "actor_name"]
 

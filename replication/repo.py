@@ -46,7 +46,7 @@ _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
 def check_version_name(version: str) -> str:
     """Versions become file names: letters, digits, ``.``, ``_``, ``-``; at most 128 chars."""
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):  # match's "$" also took a trailing newline
         raise VersionError(
             f"invalid version name {version!r}: expected letters, digits, '.', '_' or '-' "
             "(e.g. 20261129T071500Z-3f2a9c)"

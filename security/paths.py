@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["audit_log_path", "data_key_path", "forget_register_path", "key_dir",
-           "pseudonym_key_path", "state_dir", "tokens_path"]
+__all__ = ["audit_key_path", "audit_log_path", "data_key_path", "forget_register_path",
+           "key_dir", "pseudonym_key_path", "state_dir", "tokens_path"]
 
 
 def _env_path(var: str, default: Path) -> Path:
@@ -37,6 +37,11 @@ def state_dir() -> Path:
 def audit_log_path() -> Path:
     """The one audit chain: ``$RECDRILL_AUDIT_LOG`` or ``<state dir>/audit.jsonl``."""
     return _env_path("RECDRILL_AUDIT_LOG", state_dir() / "audit.jsonl")
+
+
+def audit_key_path() -> Path:
+    """The audit head's HMAC key: ``$RECDRILL_AUDIT_KEY`` or ``<key dir>/audit.key``."""
+    return _env_path("RECDRILL_AUDIT_KEY", key_dir() / "audit.key")
 
 
 def tokens_path() -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from helpers import committed_store
 
-from replication.audit import AuditLog
 from replication.cli import ExitCode, main
 from replication.keys import KeySpec
 from replication.testing import flip_byte
+from security.audit import AuditLog
 
 
 def _json(capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from helpers import flip_byte
 
-from replication.audit import FixedClock
 from replication.checkout import checkout
 from replication.cluster import ClusterConfig, ReplicationCluster
-from replication.errors import AuditChainBroken, IntegrityError, QuorumNotReached, VersionError
+from replication.errors import IntegrityError, QuorumNotReached, VersionError
 from replication.fleet import LocalFleet
 from replication.keys import KeySpec, generate_key_file
 from replication.sync import upload_artifact
 from replication.testing import make_keys
+from security.audit import FixedClock
+from security.errors import AuditChainBroken
 
 
 @pytest.fixture
@@ -177,6 +178,9 @@ def test_audit_chain_after_operations_and_after_an_edit(rc, artifact) -> None:  
     rc.rollback()
     rc.repair()
     rc.audit.verify()
+    last = {e.action: e for e in rc.audit.entries()}
+    assert (last["publish"].role, last["publish"].target) == ("operator", "v2")
+    assert (last["rollback"].role, last["rollback"].target) == ("operator", "v1")
     text = rc.audit.path.read_text().replace('"rollback"', '"publish"', 1)
     rc.audit.path.write_text(text)
     with pytest.raises(AuditChainBroken):

@@ -13,7 +13,6 @@ import grimp
 import pytest
 
 from replication import maintenance
-from replication.audit import AuditLog, FixedClock
 from replication.config import ClusterConfig, Primary
 from replication.fleet import RayFleet
 from replication.keys import Keyring, KeySpec
@@ -23,6 +22,7 @@ from replication.quorum import Ack
 from replication.replicator import Replicator
 from replication.repo import Ref, VersionStore
 from replication.store import MemoryStore
+from security.audit import AuditLog, FixedClock
 
 ROOT = Path(__file__).resolve().parents[2]
 

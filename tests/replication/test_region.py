@@ -13,7 +13,6 @@ import pytest
 from helpers import committed_store
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from replication.audit import AuditLog, FixedClock
 from replication.checkout import checkout
 from replication.cluster import ClusterConfig, ReplicationCluster
 from replication.errors import (
@@ -33,6 +32,7 @@ from replication.ship import StoreView, plan_ship, replication_lag, ship
 from replication.store import MemoryStore, Store, open_store
 from replication.sync import upload_artifact
 from replication.testing import flip_byte, make_keys, wait_until
+from security.audit import AuditLog, FixedClock
 
 Artifact = Callable[..., Path]
 
