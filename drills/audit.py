@@ -40,10 +40,11 @@ class DrillAudit:
     log: Path
     scenario: str
     start: AuditEntry
+    actor: str | None = None  # the operator token's name (None: the OS user)
 
 
 def drill_started(scenario: Scenario, out: Path, audit_log: Path | None = None,
-                  ray_address: str | None = None) -> DrillAudit:
+                  ray_address: str | None = None, actor: str | None = None) -> DrillAudit:
     """Record ``drill.start``; EnvironmentError_ when the audit log refuses the entry (a drill
     breaks things on purpose: it does not run unaudited)."""
     path = audit_log or audit_log_path()
@@ -51,12 +52,12 @@ def drill_started(scenario: Scenario, out: Path, audit_log: Path | None = None,
                "cluster": ray_address or "embedded"}
     try:
         entry = record("drill.start", target=scenario.title, role=ROLE, details=details,
-                       log=path)
+                       log=path, actor=actor)
     except (SecurityError, OSError) as exc:
         raise EnvironmentError_(f"cannot record the drill in the audit log {path}: {exc}; "
                                 "fix the log (recdrill audit verify) or point --audit "
                                 "elsewhere") from exc
-    return DrillAudit(path, scenario.title, entry)
+    return DrillAudit(path, scenario.title, entry, actor)
 
 
 def _sha256(path: Path) -> str:
@@ -79,6 +80,7 @@ def drill_finished(started: DrillAudit, journal: Mapping[str, Any]) -> AuditEntr
                "start_seq": started.start.seq}
     try:
         return record("drill.finish", target=started.scenario, role=ROLE, digests=digests,
+                      actor=started.actor,
                       details=details, log=started.log)
     except (SecurityError, OSError) as exc:
         log.error("drill %s finished (%s) but its end could not be recorded in the audit log "

@@ -97,8 +97,15 @@ def run(
     audit_log: Path | None = typer.Option(None, "--audit", envvar="RECDRILL_AUDIT_LOG",
                                           help="Audit log the drill's start and finish go to "
                                                "(default <state dir>/audit.jsonl)."),
+    token: str | None = typer.Option(None, "--token", envvar="RECDRILL_TOKEN",
+                                     help="An operator token: needed once the token table "
+                                          "holds any (recdrill token create).",
+                                     show_default=False),
+    tokens: Path | None = typer.Option(None, "--tokens", envvar="RECDRILL_TOKENS",
+                                       help="Token table (default: <key dir>/tokens.json)."),
 ) -> None:
-    """Run one drill; exit 0 only when every SLO held.
+    """Run one drill; exit 0 only when every SLO held. Running a drill is an operator's act:
+    once tokens are in use it needs one of role operator or above, named in the audit log.
 
     Defaults: the newest artifact under runs/demo/artifacts, runs/demo/checkpoint when present,
     the user's signing keys (~/.config/recdrill/keys), a fresh store key (only the first
@@ -122,6 +129,15 @@ def run(
     if dry_run:
         print(plan_text(spec, source=str(path)))
         return
+    from security.errors import AccessDenied
+    from security.paths import tokens_path
+    from security.tokens import Role, TokenTable, require
+
+    try:
+        principal = require(TokenTable(tokens or tokens_path()), token, Role.OPERATOR)
+    except AccessDenied as exc:
+        print(f"drill refused ({exc.status}): {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_ERROR) from None
     from export.keys import private_key_path, public_key_path
 
     artifact = artifact or _newest_artifact(Path("runs/demo/artifacts"))
@@ -143,7 +159,7 @@ def run(
     out = (out or Path("runs/drills") / spec.title).resolve()
     try:
         journal = run_drill(spec, RunOptions(out, inputs, ray_address, progress, keep_work,
-                                                audit_log))
+                                             audit_log, principal.name if principal else None))
     except DrillError as exc:
         print(f"drill error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None

@@ -66,6 +66,7 @@ class RunOptions:
     progress: bool = True
     keep_work: bool = False
     audit_log: Path | None = None  # None: security.paths.audit_log_path()
+    actor: str | None = None  # who runs it (an operator token's name; None: the OS user)
 
 
 def search_queries(scenario: Scenario, artifact: Path) -> tuple[HeldOutQuery, ...]:
@@ -371,7 +372,8 @@ def run_drill(scenario: Scenario, options: RunOptions) -> dict[str, Any]:
     from drills.report import write_report
 
     searches = search_queries(scenario, options.inputs.artifact)
-    audited = drill_started(scenario, options.out, options.audit_log, options.ray_address)
+    audited = drill_started(scenario, options.out, options.audit_log, options.ray_address,
+                            options.actor)
     journal = _Journal()
     damage = Damage()
     records = [FaultRecord(name, f.fault, f.at_s, f.end_s)

@@ -3,6 +3,7 @@
 Hierarchy::
 
     SecurityError
+    ├── AccessDenied        a command needs a token of a higher role (401 / 403)
     ├── KeyFileError        a key file is missing, unreadable or malformed
     ├── SealedDataError     sealed (encrypted) data cannot be opened: wrong key, tampered, cut
     ├── ForgetRegisterError the forget register cannot be read or written
@@ -12,7 +13,7 @@ Hierarchy::
 
 from __future__ import annotations
 
-__all__ = ["AuditChainBroken", "ForgetRegisterError", "KeyFileError", "SealedDataError",
+__all__ = ["AccessDenied", "AuditChainBroken", "ForgetRegisterError", "KeyFileError", "SealedDataError",
            "SecurityError", "TokenTableError"]
 
 
@@ -55,3 +56,11 @@ class AuditChainBroken(SecurityError):
 
 def _rebuild_audit(message: str, line: int) -> AuditChainBroken:
     return AuditChainBroken(message, line=line)
+
+
+class AccessDenied(SecurityError):
+    """A command needing a role was run without a token of that role (``status``: 401 / 403)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status

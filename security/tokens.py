@@ -32,10 +32,10 @@ from enum import IntEnum
 from pathlib import Path
 
 from durable import atomic_write_text
-from security.errors import TokenTableError
+from security.errors import AccessDenied, TokenTableError
 from security.paths import tokens_path
 
-__all__ = ["Principal", "Role", "TokenEntry", "TokenTable", "hash_token", "parse_role"]
+__all__ = ["Principal", "Role", "TokenEntry", "TokenTable", "hash_token", "parse_role", "require"]
 
 _TOKEN = re.compile(r"rdt_([0-9a-f]{8})_[A-Za-z0-9_-]{43}")
 _DUMMY = hashlib.sha256(b"recdrill/no-such-token").hexdigest()
@@ -174,3 +174,22 @@ def authenticate(token: str, by_id: dict[str, TokenEntry]) -> Principal | None:
     if not same or entry is None or not entry.active:
         return None
     return Principal(entry.id, entry.name, parse_role(entry.role))
+
+
+def require(table: TokenTable, token: str | None, need: Role) -> Principal | None:
+    """The caller of a command needing ``need``: None while the table holds no active token
+    (access control not in use); AccessDenied (401 / 403) for a missing, unknown, revoked or
+    too-low token once it does."""
+    rows = {e.id: e for e in table.entries()}
+    if not any(e.active for e in rows.values()):
+        return None
+    if not token:
+        raise AccessDenied(f"tokens are in use ({table.path}): pass a token of role {need} or "
+                           "above with --token or $RECDRILL_TOKEN", 401)
+    principal = authenticate(token, rows)
+    if principal is None:
+        raise AccessDenied("invalid or revoked token", 401)
+    if principal.role < need:
+        raise AccessDenied(f"token {principal.name!r} has role {principal.role}; this needs "
+                           f"{need} or above", 403)
+    return principal

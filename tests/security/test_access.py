@@ -101,3 +101,32 @@ def test_an_unreadable_table_keeps_the_last_good_one(table: TokenTable,
     auth = Authorizer(table=table.path)
     table.path.write_text("{broken")
     assert auth.check(f"Bearer {token}", Role.READER).allowed
+
+
+def test_commands_need_a_role_once_tokens_are_in_use(table: TokenTable) -> None:
+    from security.errors import AccessDenied
+    from security.tokens import require
+
+    assert require(table, None, Role.OPERATOR) is None  # no table: access control not in use
+    reader, _ = table.create("app", Role.READER)
+    operator, _ = table.create("sre", Role.OPERATOR)
+    with pytest.raises(AccessDenied, match="pass a token of role operator") as missing:
+        require(table, None, Role.OPERATOR)
+    with pytest.raises(AccessDenied, match="has role reader") as low:
+        require(table, reader, Role.OPERATOR)
+    assert (missing.value.status, low.value.status) == (401, 403)
+    assert require(table, operator, Role.OPERATOR).name == "sre"  # type: ignore[union-attr]
+
+
+def test_a_drill_is_refused_without_an_operator_token(table: TokenTable, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from drills.cli import app
+
+    reader, _ = table.create("app", Role.READER)
+    env = {"RECDRILL_TOKENS": str(table.path), "RECDRILL_AUDIT_LOG": str(tmp_path / "a.jsonl")}
+    for extra, want in (({}, "drill refused (401)"),
+                        ({"RECDRILL_TOKEN": reader}, "drill refused (403)")):
+        result = CliRunner().invoke(app, ["run", "game-day"], env={**env, **extra})
+        assert result.exit_code != 0 and want in result.output, result.output
+    assert not (tmp_path / "a.jsonl").exists()  # refused before anything started
