@@ -12,7 +12,13 @@ Routes:
     POST /admin/reload     load a version on this replica ({"version": null} = current)
     POST /admin/promote    same, version required
     POST /admin/rollback   back to the previous version on this replica
-Admin routes need ``Authorization: Bearer <admin token>`` and are off without one configured.
+Access (``security.access``): the data routes need a token of role reader or above, unless no
+token table and no api token are configured (then they are open); the admin routes need role
+operator and are off (403) without a token table or admin token. A missing, unknown, wrong or
+revoked token is 401 (one message for all, with ``WWW-Authenticate: Bearer``), a valid token
+with too low a role 403. Health, readiness, metrics and the OpenAPI document stay open (load
+balancers and scrapers call them). Every admin action, its refusals included, is appended to
+the audit chain with the caller's token name and role.
 
 The recommend and feedback routes parse the body themselves (orjson, then pydantic) rather
 than through FastAPI's body binding: they are the hot path, and it lets every bad input get
@@ -26,15 +32,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hmac
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from security.access import Authorizer, Decision
+from security.tokens import Principal, Role
 from serving.admission import parse_timeout_s
 from serving.errors import (
     InvalidRequest,
@@ -64,17 +73,28 @@ from serving.status import status_of
 
 __all__ = ["AppConfig", "FastPath", "create_app"]
 
+log = logging.getLogger(__name__)
+
 _JSON = "application/json"
 TIMEOUT_HEADER = "x-request-timeout-ms"
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """HTTP-level settings: body limit and tokens (None = open / admin disabled)."""
+    """HTTP- and gRPC-level settings: body limit, credentials and the audit log."""
 
     max_body_bytes: int = 64 * 1024
-    api_token: str | None = None
-    admin_token: str | None = None
+    api_token: str | None = None  # static token of role reader (None: see security.access)
+    admin_token: str | None = None  # static token of role operator
+    tokens_file: str | None = None  # the token table (security.tokens); None: static only
+    audit_log: str | None = None  # None: security.paths.audit_log_path()
+
+    def authorizer(self) -> Authorizer:
+        """The access decisions these settings describe (one per server: HTTP and gRPC share it)."""
+        static = {t: r for t, r in ((self.api_token, Role.READER),
+                                    (self.admin_token, Role.OPERATOR)) if t is not None}
+        table = Path(self.tokens_file) if self.tokens_file is not None else None
+        return Authorizer(table=table, static=static)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -91,14 +111,29 @@ def _error_of(exc: BaseException) -> Response:
     return _error(st.http, st.message(exc), st.headers())
 
 
-def _authorised(request: Request, token: str | None) -> bool:
-    given = request.headers.get("authorization", "")
-    return token is not None and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+def _refusal(decision: Decision) -> Response:
+    """The 401 / 403 answer of a refused access check."""
+    headers = {"WWW-Authenticate": 'Bearer realm="recdrill"'} if decision.status == 401 else None
+    return _error(decision.status, decision.message, headers)
+
+
+def _audit(cfg: AppConfig, principal: Principal | None, action: str, target: str | None,
+           details: dict[str, Any]) -> None:
+    """Append one admin act to the audit chain; a failing log is logged, never the answer."""
+    from security.audit import record
+
+    try:
+        record(action, target=target, role=str(principal.role) if principal else None,
+               actor=principal.name if principal else "anonymous", details=details,
+               log=Path(cfg.audit_log) if cfg.audit_log else None)
+    except Exception:  # an unwritable audit log must not take serving down
+        log.exception("audit: could not record %s", action)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed JSON."},
-    401: {"model": ErrorBody, "description": "Missing or wrong token."},
+    401: {"model": ErrorBody, "description": "Missing, unknown, wrong or revoked token."},
+    403: {"model": ErrorBody, "description": "The token's role is below the route's."},
     413: {"model": ErrorBody, "description": "Body over the size limit."},
     422: {"model": ErrorBody, "description": "Wrong fields, types, ranges or unknown ids."},
     503: {"model": ErrorBody, "description": "Overloaded or not ready; see Retry-After."}}
@@ -106,15 +141,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     **{k: v for k, v in _ERRORS.items() if k in (401, 422)},
-    403: {"model": ErrorBody, "description": "Admin routes are off: no admin token configured."},
+    403: {"model": ErrorBody, "description": "The token's role is below operator, or admin "
+                                             "routes are off (no token table or admin token)."},
     409: {"model": ErrorBody, "description": "The version was refused (verification, load or "
                                              "probe failed) or there is none to roll back to; "
                                              "the old version keeps serving."}}
 
 
-def create_app(service: RecommendService, config: AppConfig | None = None) -> FastAPI:
-    """Build the FastAPI app around one replica's service."""
+def create_app(service: RecommendService, config: AppConfig | None = None,
+               auth: Authorizer | None = None) -> FastAPI:
+    """Build the FastAPI app around one replica's service (``auth``: shared with the gRPC
+    server; default: the one ``config`` describes)."""
     cfg = config or AppConfig()
+    access = auth if auth is not None else cfg.authorizer()
     app = FastAPI(title="recdrill", version="1", summary="Recommendations that survive faults.")
     metrics = service.metrics
 
@@ -142,8 +181,9 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
 
     async def _json_body(request: Request, shorter: str) -> Any | Response:
         """The decoded body, or the 401/413/400 response that refuses it."""
-        if cfg.api_token is not None and not _authorised(request, cfg.api_token):
-            return _error(401, "send Authorization: Bearer <api token>")
+        decision = access.check(request.headers.get("authorization"), Role.READER)
+        if not decision.allowed:
+            return _refusal(decision)
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
             return _error(413, f"body: {length} bytes is over the {cfg.max_body_bytes}-byte "
@@ -220,27 +260,39 @@ def create_app(service: RecommendService, config: AppConfig | None = None) -> Fa
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     async def _admin(request: Request, action: str, need_version: bool) -> Response:
-        if cfg.admin_token is None:
-            return _error(403, "admin routes are disabled: configure an admin token")
-        if not _authorised(request, cfg.admin_token):
-            return _error(401, "send Authorization: Bearer <admin token>")
+        decision = access.check(request.headers.get("authorization"), Role.OPERATOR)
+        if not decision.allowed:
+            if decision.principal is not None:  # a known caller above its role: on the record
+                await asyncio.to_thread(_audit, cfg, decision.principal, f"serving.{action}",
+                                        None, {"outcome": "denied", "replica": service.replica})
+            return _refusal(decision)
+        answer, asked = await _admin_act(request, action, need_version)
+        outcome = "done" if answer.status_code == 200 else f"refused {answer.status_code}"
+        await asyncio.to_thread(_audit, cfg, decision.principal, f"serving.{action}", asked,
+                                {"outcome": outcome, "replica": service.replica,
+                                 "serving": service.version})
+        return answer
+
+    async def _admin_act(request: Request, action: str, need_version: bool
+                         ) -> tuple[Response, str | None]:
+        """Do one admin action: (the answer, the version asked for)."""
         version = None
         if action != "rollback":
             try:
                 version = VersionRequest.model_validate(orjson.loads(await request.body() or b"{}")
                                                         ).version
             except (orjson.JSONDecodeError, ValueError) as exc:
-                return _error(422, f"body: expected {{\"version\": str | null}} ({exc})")
+                return _error(422, f"body: expected {{\"version\": str | null}} ({exc})"), None
             if need_version and version is None:
-                return _error(422, "version: required for promote")
+                return _error(422, "version: required for promote"), None
         try:
             loaded = await asyncio.to_thread(
                 service.rollback if action == "rollback" else lambda: service.load(version))
         except ModelLoadError as exc:
-            return _error(409, f"{exc}; still serving {service.version}")
+            return _error(409, f"{exc}; still serving {service.version}"), version
         except ServingError as exc:
-            return _error(409, str(exc))
-        return _json(200, {"model_version": loaded, "replica": service.replica})
+            return _error(409, str(exc)), version
+        return _json(200, {"model_version": loaded, "replica": service.replica}), loaded
 
     @app.post("/admin/reload", response_model=AdminAnswer, responses=_ADMIN_ERRORS,
               openapi_extra={"requestBody": {"required": False, "content": {

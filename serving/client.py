@@ -6,7 +6,9 @@ a retryable gRPC code is retried on the *next* endpoint after a full-jitter back
 INVALID_ARGUMENT) is never retried. With ``fallback`` (a ``LocalFallback``), a recommend call
 that no endpoint answers in time is answered from the artifact's lists, ``degraded: true``,
 instead of raising (searches have no local tier: the replicas' BM25 is theirs). bench/ and
-drills/ use it.
+drills/ use it. With ``ca`` (a PEM CA file) it trusts only that CA: ``https://`` endpoints are
+verified against it and gRPC goes over TLS (without, gRPC is plaintext and ``https://`` uses the
+system's CAs).
 
 Example:
     >>> async with Client(["http://127.0.0.1:8100", "http://127.0.0.1:8101"]) as c:  # doctest: +SKIP
@@ -22,6 +24,7 @@ import itertools
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Self
 
 from serving.errors import ClientError, InvalidRequest
@@ -58,12 +61,26 @@ class Client:
     def __init__(self, endpoints: Sequence[str], *, transport: str = "http",
                  policy: RetryPolicy | None = None, token: str | None = None,
                  rng: random.Random | None = None,
-                 fallback: LocalFallback | None = None) -> None:
+                 fallback: LocalFallback | None = None, ca: str | Path | None = None) -> None:
         if not endpoints:
             raise ValueError("Client needs at least one endpoint")
         if transport not in ("http", "grpc"):
             raise ValueError(f"transport: expected 'http' or 'grpc', found {transport!r}")
         self.endpoints, self.transport = list(endpoints), transport
+        self.ca = None if ca is None else Path(ca)
+        self._ssl: Any = True  # aiohttp's default: verify https:// with the system's CAs
+        self._grpc_credentials: Any = None
+        if self.ca is not None:  # files checked now: a bad one is a ValueError naming it
+            from security.tls import client_context, grpc_channel_credentials
+
+            if transport == "http":
+                plain = [e for e in self.endpoints if not e.startswith("https://")]
+                if plain:
+                    raise ValueError(f"ca: expected https:// endpoints to verify, found "
+                                     f"{plain}; use https:// or drop ca")
+                self._ssl = client_context(self.ca)
+            else:
+                self._grpc_credentials = grpc_channel_credentials(self.ca)
         self.policy = policy or RetryPolicy()
         self.fallback = fallback
         self.fallbacks = 0  # answers the local degraded tier gave (no endpoint could)
@@ -186,7 +203,7 @@ class Client:
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=self._ssl),
                 json_serialize=_dumps)
         headers = {**self._headers, _TIMEOUT_HEADER: str(int(timeout * 1000))}
         try:
@@ -213,7 +230,9 @@ class Client:
         if stub is None:
             channel = self._grpc_channels.get(target)
             if channel is None:
-                channel = self._grpc_channels[target] = grpc.aio.insecure_channel(target)
+                channel = self._grpc_channels[target] = (
+                    grpc.aio.insecure_channel(target) if self._grpc_credentials is None
+                    else grpc.aio.secure_channel(target, self._grpc_credentials))
                 self._channels.append(channel)
             response_type = pb.SearchResponse if op == "search" else pb.RecommendResponse
             stub = self._stubs[(target, op)] = channel.unary_unary(
@@ -252,11 +271,11 @@ def _loads(data: bytes) -> Any:
 
 
 def recommend_sync(endpoints: Sequence[str], request: RecommendRequest | dict[str, Any], *,
-                   transport: str = "http", policy: RetryPolicy | None = None
-                   ) -> RecommendResponse:
+                   transport: str = "http", policy: RetryPolicy | None = None,
+                   ca: str | Path | None = None) -> RecommendResponse:
     """One call from synchronous code (opens and closes its own connections)."""
     async def _run() -> RecommendResponse:
-        async with Client(endpoints, transport=transport, policy=policy) as client:
+        async with Client(endpoints, transport=transport, policy=policy, ca=ca) as client:
             return await client.recommend(request)
 
     return asyncio.run(_run())

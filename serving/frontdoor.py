@@ -15,6 +15,11 @@ SIGUSR2: no connection dropped) when they change. The listening sockets belong t
 process and HAProxy inherits them, so if HAProxy dies the ports stay open and a new HAProxy,
 started the moment the old one exits, accepts the connections that queued meanwhile.
 
+TLS, both optional and independent: ``FrontDoorConfig.tls`` makes the listeners HTTPS and gRPC
+over TLS (ALPN h2), presenting that certificate (written with its key into one 0600 PEM in the
+door's directory); a replica whose endpoint says ``tls`` is reached over TLS, verified against
+``replica_ca`` (the system's CAs when None), health checks included (``check-ssl``).
+
 Example:
     >>> door = FrontDoor(FrontDoorConfig(http_port=8000, grpc_port=9000), Path("/tmp/fd"))  # doctest: +SKIP
     >>> door.start(list_endpoints("recdrill")); door.http_url  # doctest: +SKIP
@@ -30,6 +35,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from security.tls import TLSFiles, cert_and_key_pem
 from serving.server import Endpoint
 
 __all__ = ["FrontDoor", "FrontDoorConfig", "HAProxyDoor", "Listening", "file_sd_targets",
@@ -63,6 +70,11 @@ class FrontDoorConfig:
     threads: int = 1
     server_maxconn: int | None = 32
     queue_timeout_ms: int = 50
+    tls: TLSFiles | None = None  # the listeners' certificate and key (None: plaintext)
+    replica_ca: Path | None = None  # verifies TLS replicas (None: the system's CAs)
+    # Checked against TLS replicas' certificates (and sent as SNI); None: the chain only, as
+    # replicas are addressed by IP and HAProxy matches DNS names only.
+    replica_server_name: str | None = None
 
 
 def haproxy_binary() -> str:
@@ -102,19 +114,52 @@ def haproxy_preamble(threads: int, connect_timeout_ms: int, server_timeout_ms: i
     ]
 
 
+def _word(value: str | Path) -> str:
+    """``value`` as one HAProxy configuration word (double-quoted when it needs to be)."""
+    text = str(value)
+    if not any(c in text for c in " \t\"'#\\$"):
+        return text
+    return '"' + "".join("\\" + c if c in '"\\$' else c for c in text) + '"'
+
+
+def _to_replica(cfg: FrontDoorConfig, ep: Endpoint, *, grpc: bool) -> str:
+    """The TLS words of one ``server`` line: none for a plaintext replica; else verified
+    TLS for traffic and health checks (gRPC: ALPN h2, its HTTP/1.1 check on the HTTP port)."""
+    if not ep.tls:
+        return ""
+    ca = _word(cfg.replica_ca) if cfg.replica_ca is not None else "@system-ca"
+    words = ["ssl", "verify", "required", "ca-file", ca, "check-ssl"]
+    name = cfg.replica_server_name
+    if name:
+        words += ["sni", f"str({_word(name)})", "verifyhost", _word(name), "check-sni",
+                  _word(name)]
+    if grpc:
+        words += ["alpn", "h2", "check-alpn", "http/1.1"]
+    return " " + " ".join(words)
+
+
 def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
-                  fds: Mapping[str, int] | None = None) -> str:
+                  fds: Mapping[str, int] | None = None, pem: Path | None = None) -> str:
     """The HAProxy configuration for ``endpoints`` (pure; stable order, so equal inputs give an
     equal file and no reload). With ``fds`` ("http", "grpc", "stats" → an inherited listening
     socket's file descriptor) HAProxy binds those (``fd@N``) instead of opening its own.
+    ``pem``, the listeners' certificate + key file, is needed with ``cfg.tls``.
 
     Example:
         >>> text = render_config(FrontDoorConfig(8000), [Endpoint("127.0.0.1", 8100, 9100)])
         >>> "server r0 127.0.0.1:8100 check" in text, "option httpchk GET /readyz" in text
         (True, True)
+        >>> tls = render_config(FrontDoorConfig(8000, tls=TLSFiles(Path("c"), Path("k"))),
+        ...                     [Endpoint("127.0.0.1", 8100, 9100, tls=True)], pem=Path("d.pem"))
+        >>> "bind 127.0.0.1:8000 ssl crt d.pem" in tls, "ssl verify required ca-file" in tls
+        (True, True)
     """
     eps = sorted(set(endpoints), key=lambda e: (e.host, e.http_port, e.grpc_port))
     fds = fds or {}
+    if cfg.tls is not None and pem is None:
+        raise ValueError("render_config: cfg.tls is set but pem is None; pass the path of the "
+                         "listeners' certificate + key file (FrontDoor writes it)")
+    listen_tls = "" if pem is None or cfg.tls is None else f" ssl crt {_word(pem)}"
 
     def bind(name: str, port: int | None) -> str:
         return f"fd@{fds[name]}" if name in fds else f"{cfg.host}:{port}"
@@ -129,7 +174,7 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
         f"    default-server {check}",
         "",
         "frontend http_in",
-        f"    bind {bind('http', cfg.http_port)}",
+        f"    bind {bind('http', cfg.http_port)}{listen_tls}",
         "    default_backend replicas_http",
         "",
         "backend replicas_http",
@@ -137,12 +182,14 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
         "    option httpchk GET /readyz",
         "    http-check expect status 200",
     ]
-    lines += [f"    server r{i} {e.host}:{e.http_port} check" for i, e in enumerate(eps)]
+    lines += [f"    server r{i} {e.host}:{e.http_port} check{_to_replica(cfg, e, grpc=False)}"
+              for i, e in enumerate(eps)]
     if cfg.grpc_port is not None:
         lines += [
             "",
             "frontend grpc_in",
-            f"    bind {bind('grpc', cfg.grpc_port)} proto h2",
+            f"    bind {bind('grpc', cfg.grpc_port)}"
+            + (f"{listen_tls} alpn h2" if listen_tls else "") + " proto h2",
             "    default_backend replicas_grpc",
             "",
             "backend replicas_grpc",
@@ -151,7 +198,8 @@ def render_config(cfg: FrontDoorConfig, endpoints: Sequence[Endpoint],
             "    option httpchk GET /readyz",
             "    http-check expect status 200",
         ]
-        lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port} check-proto h1"
+        lines += [f"    server g{i} {e.host}:{e.grpc_port} proto h2 check port {e.http_port} "
+                  f"check-proto h1{_to_replica(cfg, e, grpc=True)}"
                   for i, e in enumerate(eps) if e.grpc_port]
     if cfg.stats_port is not None:
         lines += ["", "frontend stats", f"    bind {bind('stats', cfg.stats_port)}",
@@ -231,9 +279,13 @@ class HAProxyDoor(Generic[CfgT, TargetT]):
     def _side_files(self, targets: tuple[TargetT, ...]) -> dict[str, str]:
         return {}
 
+    def _listens_tls(self) -> bool:
+        return False
+
     @property
     def http_url(self) -> str:
-        return f"http://{self.cfg.host}:{self.cfg.http_port}"
+        scheme = "https" if self._listens_tls() else "http"
+        return f"{scheme}://{self.cfg.host}:{self.cfg.http_port}"
 
     @property
     def grpc_target(self) -> str | None:
@@ -331,11 +383,17 @@ class HAProxyDoor(Generic[CfgT, TargetT]):
         """HAProxy answers HTTP on the front port (any status: the socket is ours until it
         accepts, so a TCP connect alone proves nothing)."""
         try:
-            with socket.create_connection((self.cfg.host, self.cfg.http_port), 0.5) as conn:
-                conn.settimeout(0.5)
+            with socket.create_connection((self.cfg.host, self.cfg.http_port), 0.5) as raw:
+                raw.settimeout(0.5)
+                conn = raw
+                if self._listens_tls():
+                    # Whether our own child answers, on the socket we hold: not a trust check.
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+                    conn = ctx.wrap_socket(raw)
                 conn.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
                 return conn.recv(12).startswith(b"HTTP/")
-        except OSError:
+        except OSError:  # ssl.SSLError included
             return False
 
     def _update(self, targets: Sequence[TargetT]) -> bool:
@@ -394,19 +452,36 @@ class FrontDoor(HAProxyDoor[FrontDoorConfig, Endpoint]):
     def __init__(self, cfg: FrontDoorConfig, workdir: Path) -> None:
         super().__init__(cfg, workdir)
         self.targets_path = workdir / "prometheus-targets.json"
+        self.pem_path = workdir / "frontdoor.pem"  # with cfg.tls: certificate + key, 0600
+
+    def _listens_tls(self) -> bool:
+        return self.cfg.tls is not None
 
     def _canonical(self, targets: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
         return tuple(sorted(set(targets), key=lambda e: (e.host, e.http_port)))
 
     def _render(self, targets: tuple[Endpoint, ...]) -> str:
-        return render_config(self.cfg, targets, self._fds())
+        return render_config(self.cfg, targets, self._fds(),
+                             self.pem_path if self.cfg.tls is not None else None)
+
+    def _write_pem(self, tls: TLSFiles) -> None:
+        """The listeners' certificate + key, readable by this user only (temp + rename)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.pem_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert_and_key_pem(tls))
+        os.replace(tmp, self.pem_path)
 
     def _side_files(self, targets: tuple[Endpoint, ...]) -> dict[str, str]:
         return {self.targets_path.name: json.dumps(file_sd_targets(self.cfg, targets), indent=1)}
 
     def start(self, endpoints: Sequence[Endpoint], timeout_s: float = 10.0) -> None:
         """Bind the ports, write the config, start HAProxy, wait until it answers.
-        Raises OSError naming a port that is already taken."""
+        Raises OSError naming a port that is already taken and ``security.tls.TLSFileError``
+        naming an unusable certificate or key (read once, here: a new one needs a restart)."""
+        if self.cfg.tls is not None:
+            self._write_pem(self.cfg.tls)
         self._start(endpoints, timeout_s)
 
     def update(self, endpoints: Sequence[Endpoint]) -> bool:

@@ -30,6 +30,8 @@ from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from security.access import Authorizer
+from security.tokens import Role
 from serving.errors import InvalidRequest
 from serving.proto import recdrill_pb2 as pb
 from serving.schemas import parse_feedback, parse_request, parse_search
@@ -142,10 +144,24 @@ def response_to_proto(answer: dict[str, Any]) -> pb.RecommendResponse:
 
 
 class _Handlers:
-    def __init__(self, service: RecommendService) -> None:
-        self.service = service
+    def __init__(self, service: RecommendService, auth: Authorizer | None = None) -> None:
+        self.service, self.auth = service, auth
+
+    async def _admit(self, route: str, context: grpc.aio.ServicerContext) -> None:
+        """Abort with UNAUTHENTICATED / PERMISSION_DENIED unless the call's ``authorization``
+        metadata carries a token of role reader or above (``security.access``)."""
+        if self.auth is None:
+            return
+        header = next((str(v) for k, v in context.invocation_metadata() or ()
+                       if k == "authorization"), None)
+        decision = self.auth.check(header, Role.READER)
+        if not decision.allowed:
+            code = getattr(grpc.StatusCode, decision.grpc_code)
+            self._observe(route, code, time.perf_counter())
+            await context.abort(code, decision.message)
 
     async def recommend(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._admit("recommend", context)
         async def call() -> tuple[bytes, dict[str, Any]]:
             msg = _decode(raw, pb.RecommendRequest, "history")
             answer = await self.service.recommend(parse_request(request_to_dict(msg)),
@@ -155,6 +171,7 @@ class _Handlers:
         return await self._answer("recommend", call, context)
 
     async def search(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._admit("search", context)
         async def call() -> tuple[bytes, dict[str, Any]]:
             msg = _decode(raw, pb.SearchRequest, "query")
             answer = await self.service.search(parse_search(search_to_dict(msg)),
@@ -194,6 +211,7 @@ class _Handlers:
             time.perf_counter() - t0)
 
     async def feedback(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await self._admit("feedback", context)
         try:
             fb = parse_feedback(feedback_to_dict(_decode(raw, pb.FeedbackRequest, "items list")))
         except InvalidRequest as exc:
@@ -251,14 +269,19 @@ class _StandardHealth(grpc_health.aio.HealthServicer):
 
 
 async def start_grpc_server(service: RecommendService, host: str, port: int, *,
-                            health_poll_s: float = HEALTH_POLL_S
+                            health_poll_s: float = HEALTH_POLL_S,
+                            credentials: grpc.ServerCredentials | None = None,
+                            auth: Authorizer | None = None
                             ) -> tuple[grpc.aio.Server, int]:
-    """Bind (port 0 = any free port) and start; returns the server and its port.
+    """Bind (port 0 = any free port) and start; returns the server and its port. With
+    ``credentials`` (``security.tls.grpc_server_credentials``) the port speaks TLS only.
 
     Serves ``SERVICE_NAMES``: recdrill.v1's Recommender and Health, grpc.health.v1.Health and
-    server reflection (v1alpha, the version grpcurl asks for first).
+    server reflection (v1alpha, the version grpcurl asks for first). With ``auth`` the
+    Recommender's methods need a token in the ``authorization`` metadata (``Bearer <token>``);
+    health and reflection stay open.
     """
-    handlers = _Handlers(service)
+    handlers = _Handlers(service, auth)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", 4 * 1024 * 1024)])
     server.add_generic_rpc_handlers((
@@ -273,7 +296,8 @@ async def start_grpc_server(service: RecommendService, host: str, port: int, *,
     await health.refresh()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = (server.add_insecure_port(f"{host}:{port}") if credentials is None
+             else server.add_secure_port(f"{host}:{port}", credentials))
     if bound == 0:
         raise OSError(f"gRPC: cannot bind {host}:{port}; choose another --grpc-port")
     await server.start()

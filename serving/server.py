@@ -3,6 +3,8 @@
 The replica process serves clients itself (direct ingress), so no proxy hop and no Ray call
 sits on the request path; Ray Serve supervises the process (restarts, reconfigure, placement).
 The thread owns one asyncio loop (uvloop when installed) shared by uvicorn and grpc.aio.
+With ``tls`` (``security.tls.TLSFiles``) both serve TLS only: HTTPS, and gRPC over TLS; the
+files are read and checked in ``start``, so a bad one fails there, by name.
 
 Example:
     >>> server = EntryServer(service, AppConfig(), "127.0.0.1", 0, 0)  # doctest: +SKIP
@@ -22,6 +24,7 @@ from typing import Any
 
 import uvicorn
 
+from security.tls import TLSFiles, grpc_server_credentials, server_context
 from serving.app import AppConfig, FastPath, create_app
 from serving.grpc_server import start_grpc_server
 from serving.service import RecommendService
@@ -52,21 +55,33 @@ def free_port_base(span: int, start: int = 18100, grpc_offset: int = GRPC_PORT_O
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Endpoint:
-    """Where one replica answers."""
+    """Where one replica answers; ``tls``: HTTPS and gRPC over TLS only.
+
+    Example:
+        >>> Endpoint("127.0.0.1", 8100, 9100, tls=True).http_url
+        'https://127.0.0.1:8100'
+    """
 
     host: str
     http_port: int
     grpc_port: int
+    tls: bool = False
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.http_port}"
 
     @property
     def grpc_target(self) -> str:
         return f"{self.host}:{self.grpc_port}"
+
+    def __repr__(self) -> str:
+        # A plaintext endpoint prints as it always did (JSON lines and doctests compare it).
+        tls = ", tls=True" if self.tls else ""
+        return (f"Endpoint(host={self.host!r}, http_port={self.http_port}, "
+                f"grpc_port={self.grpc_port}{tls})")
 
 
 def _loop_factory() -> asyncio.AbstractEventLoop:
@@ -82,9 +97,12 @@ class EntryServer:
     """Start, watch and stop the HTTP + gRPC servers of one service."""
 
     def __init__(self, service: RecommendService, app_config: AppConfig, host: str,
-                 http_port: int, grpc_port: int | None) -> None:
+                 http_port: int, grpc_port: int | None, *, tls: TLSFiles | None = None) -> None:
         self.service, self.app_config = service, app_config
         self.host, self._http_port, self._grpc_port = host, http_port, grpc_port
+        self.tls = tls
+        self._ssl: Any = None
+        self._grpc_credentials: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvicorn: uvicorn.Server | None = None
@@ -94,7 +112,11 @@ class EntryServer:
         self.endpoint: Endpoint | None = None
 
     def start(self, timeout_s: float = 15.0) -> Endpoint:
-        """Bind both ports and serve; raises OSError if a port is taken."""
+        """Bind both ports and serve; raises OSError if a port is taken and
+        ``security.tls.TLSFileError`` (before binding) for an unusable TLS file."""
+        if self.tls is not None:
+            self._ssl = server_context(self.tls)
+            self._grpc_credentials = grpc_server_credentials(self.tls)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._http_port))
@@ -123,19 +145,27 @@ class EntryServer:
 
     async def _serve(self, sock: socket.socket) -> None:
         grpc_port = 0
+        auth = self.app_config.authorizer()  # one for both protocols: same table, same cache
         if self._grpc_port is not None:
-            self._grpc, grpc_port = await start_grpc_server(self.service, self.host,
-                                                            self._grpc_port)
+            self._grpc, grpc_port = await start_grpc_server(
+                self.service, self.host, self._grpc_port, credentials=self._grpc_credentials,
+                auth=auth)
         # log_config=None: uvicorn's default dictConfig closes every handler in the process,
         # Serve's own replica log handler included; a recovering Serve controller then finds
         # the replica broken (is_allocated raises) and replaces it.
-        config = uvicorn.Config(FastPath(create_app(self.service, self.app_config)),
+        config = uvicorn.Config(FastPath(create_app(self.service, self.app_config, auth)),
                                 access_log=False, proxy_headers=False,
                                 log_config=None, log_level="warning", lifespan="off",
                                 http="httptools",
                                 timeout_keep_alive=30, backlog=2048)
+        if self._ssl is not None:
+            # Our context (TLS >= 1.2, checked files) instead of uvicorn's file options; set
+            # after load(), which serve() then skips: works on every uvicorn this supports.
+            config.load()
+            config.ssl = self._ssl
         self._uvicorn = uvicorn.Server(config)
-        self.endpoint = Endpoint(self.host, sock.getsockname()[1], grpc_port)
+        self.endpoint = Endpoint(self.host, sock.getsockname()[1], grpc_port,
+                                 tls=self.tls is not None)
         serve = asyncio.ensure_future(self._uvicorn.serve(sockets=[sock]))
         while not self._uvicorn.started and not serve.done():
             await asyncio.sleep(0.01)

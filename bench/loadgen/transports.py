@@ -13,6 +13,8 @@ With ``feedback`` on, ``http`` also reports each answered user's held-out item t
 ``POST /v1/feedback`` of the replica that answered (fire and forget, outside the measured
 request), as a shop front would report which recommended item the user took; searches are
 never replayed as feedback.
+With ``ca`` (a PEM CA file) every kind trusts only that CA: HTTP addresses must then be
+``https://``, and gRPC goes over TLS.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from bench.loadgen.errors import ConfigError
@@ -60,7 +63,8 @@ class TransportSpec:
     """Picklable recipe for a transport (generator processes rebuild it on their side).
 
     ``addresses`` are base URLs for HTTP (``http://127.0.0.1:8000``) and ``host:port`` for
-    gRPC; ``retries`` and ``hedge_after_s`` apply to the ``client-*`` kinds only.
+    gRPC; ``retries`` and ``hedge_after_s`` apply to the ``client-*`` kinds only; ``ca``: a PEM
+    CA file, the only one trusted (TLS: ``https://`` addresses, gRPC over TLS).
 
     Example:
         >>> TransportSpec("http", ("http://127.0.0.1:8000",)).address
@@ -75,10 +79,16 @@ class TransportSpec:
     retries: int = 0
     hedge_after_s: float | None = None
     feedback: bool = False
+    ca: str | None = None
 
     def __post_init__(self) -> None:
         if not self.addresses:
             raise ConfigError("a transport needs at least one address")
+        if self.ca is not None and self.kind in ("http", "client-http"):
+            plain = [a for a in self.addresses if not a.startswith("https://")]
+            if plain:
+                raise ConfigError(f"ca is set but {plain} are not https:// addresses; use "
+                                  "https:// (or drop ca for plaintext)")
         if self.feedback and self.kind != "http":
             raise ConfigError(f"feedback replay needs the http transport, found {self.kind!r}")
 
@@ -110,7 +120,13 @@ class HttpTransport:
     async def open(self) -> None:
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=self._spec.max_connections, ttl_dns_cache=None)
+        ssl: Any = True  # aiohttp's default: https:// verified with the system's CAs
+        if self._spec.ca is not None:
+            from security.tls import client_context
+
+            ssl = client_context(Path(self._spec.ca))
+        connector = aiohttp.TCPConnector(limit=self._spec.max_connections, ttl_dns_cache=None,
+                                         ssl=ssl)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self._spec.timeout_s),
             headers={"Content-Type": "application/json"})
@@ -188,7 +204,13 @@ class GrpcTransport:
 
         from serving.proto import recdrill_pb2_grpc
 
-        self._channels = [grpc.aio.insecure_channel(a) for a in self._spec.addresses]
+        if self._spec.ca is None:
+            self._channels = [grpc.aio.insecure_channel(a) for a in self._spec.addresses]
+        else:
+            from security.tls import grpc_channel_credentials
+
+            creds = grpc_channel_credentials(Path(self._spec.ca))
+            self._channels = [grpc.aio.secure_channel(a, creds) for a in self._spec.addresses]
         stubs = [recdrill_pb2_grpc.RecommenderStub(c) for c in self._channels]
         self._calls = itertools.cycle([(stub.Recommend, stub.Search) for stub in stubs])
 
@@ -247,7 +269,8 @@ class ClientTransport:
         from serving.client import Client
 
         kind = self._spec.kind.removeprefix("client-")
-        self._client = Client(list(self._spec.addresses), transport=kind, policy=self._policy)
+        self._client = Client(list(self._spec.addresses), transport=kind, policy=self._policy,
+                              ca=self._spec.ca)
 
     async def send(self, index: int) -> Answer:
         from serving.errors import ClientError

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from security.audit import AuditLog
@@ -16,15 +17,17 @@ from security.tokens import TokenTable
 
 
 def _run(tmp: Path, *args: str, token: str | None = None) -> tuple[int, str]:
-    env = {"RECDRILL_TOKENS": str(tmp / "tokens.json"), "RECDRILL_AUDIT_LOG": str(tmp / "a.jsonl"),
-           "RECDRILL_KEY_DIR": str(tmp / "keys")}
+    env = {"RECDRILL_TOKENS": str(tmp / "tokens.json"), "RECDRILL_AUDIT_LOG": str(tmp / "a.jsonl")}
     if token is not None:
         env["RECDRILL_TOKEN"] = token
     result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.output
 
 
-def test_tokens_lifecycle_with_admin_gate_and_audit(tmp_path: Path) -> None:
+def test_tokens_lifecycle_with_admin_gate_and_audit(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECDRILL_KEY_DIR", str(tmp_path / "keys"))  # the audit key, both sides
+    monkeypatch.delenv("RECDRILL_AUDIT_KEY", raising=False)
     code, out = _run(tmp_path, "create", "--name", "root", "--role", "admin")
     assert code == 0, out
     admin = json.loads(out)["token"]

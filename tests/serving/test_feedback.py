@@ -24,6 +24,7 @@ from serving.service import MAX_TALLIES, RecommendService, ServiceConfig
 from serving.source import DirectorySource
 
 TOKEN = {"authorization": "Bearer tok"}
+GRPC_TOKEN = (("authorization", "Bearer tok"),)
 
 
 def _service(artifacts: Artifacts, batching: bool = True) -> RecommendService:
@@ -97,7 +98,8 @@ def test_grpc_feedback_is_counted(server: tuple[RecommendService, Endpoint]) -> 
     before = _tally(ep, "v1")
     with grpc.insecure_channel(ep.grpc_target) as channel:
         ack = pbg.RecommenderStub(channel).Feedback(
-            pb.FeedbackRequest(model_version="v1", items=["i1", "i2"], item_id="i2"), timeout=5)
+            pb.FeedbackRequest(model_version="v1", items=["i1", "i2"], item_id="i2"), timeout=5,
+            metadata=GRPC_TOKEN)
     assert (ack.recorded, ack.model_version, ack.known) == (True, "v1", True)
     assert _tally(ep, "v1") == before + Tally(1, 1)
 
@@ -143,7 +145,12 @@ def test_feedback_needs_the_api_token_like_recommend(
     body = {"model_version": "v1", "items": ["i1"], "item_id": "i1"}
     for route in ("/v1/feedback", "/v1/recommend"):
         code, answer = _call(server[1].http_url + route, body)
-        assert code == 401 and "api token" in answer["error"]
+        assert code == 401 and "missing bearer token" in answer["error"]
+    # gRPC too: the same token, in the call's metadata
+    with grpc.insecure_channel(server[1].grpc_target) as channel, \
+            pytest.raises(grpc.RpcError) as err:
+        pbg.RecommenderStub(channel).Feedback(pb.FeedbackRequest(**body), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -155,7 +162,8 @@ def test_grpc_bad_feedback_is_invalid_argument(server: tuple[RecommendService, E
                                                fields: dict[str, Any], message: str) -> None:
     with grpc.insecure_channel(server[1].grpc_target) as channel, \
             pytest.raises(grpc.RpcError) as err:
-        pbg.RecommenderStub(channel).Feedback(pb.FeedbackRequest(**fields), timeout=5)
+        pbg.RecommenderStub(channel).Feedback(pb.FeedbackRequest(**fields), timeout=5,
+                                              metadata=GRPC_TOKEN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in err.value.details()
 
@@ -164,7 +172,8 @@ def test_grpc_malformed_feedback_is_invalid_argument(
         server: tuple[RecommendService, Endpoint]) -> None:
     with grpc.insecure_channel(server[1].grpc_target) as channel, \
             pytest.raises(grpc.RpcError) as err:
-        channel.unary_unary("/recdrill.v1.Recommender/Feedback")(b"\xff\xff\xff", timeout=5)
+        channel.unary_unary("/recdrill.v1.Recommender/Feedback")(b"\xff\xff\xff", timeout=5,
+                                                                  metadata=GRPC_TOKEN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "malformed protobuf" in err.value.details()
 
