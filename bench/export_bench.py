@@ -25,8 +25,9 @@ BATCHES = (1, 8, 32)
 
 
 def _histories(checkpoint: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    with np.load(checkpoint / "sequences.npz", allow_pickle=False) as npz:
-        seqs = np.split(npz["flat"], npz["offsets"])
+    from bench.loadgen.workload import checkpoint_sequences  # opens a sealed file in memory
+
+    seqs = list(checkpoint_sequences(checkpoint).values())
     return [s[:-1] for s in seqs], np.array([s[-1] for s in seqs])
 
 

@@ -211,7 +211,7 @@ def measure_blend(artifact: Path, public_key: Path, checkpoint: Path,
     the held-out search queries when a (random) user's history is blended into them."""
     import pandas as pd
 
-    from bench.loadgen.workload import load_targets
+    from bench.loadgen.workload import artifact_pseudonymiser, load_targets
     from serving.runner import ModelRunner
     from serving.search import SearchQuery
     from serving.source import DirectorySource
@@ -225,7 +225,12 @@ def measure_blend(artifact: Path, public_key: Path, checkpoint: Path,
         histories = np.split(npz["flat"], npz["offsets"])
     items = pd.read_parquet(artifact / "items.parquet").sort_values("index")
     categories = items["category"].astype(str).tolist()
-    splits = blend_splits(histories, load_targets(checkpoint, user_ids, histories))
+    key_id, pseudonymiser = artifact_pseudonymiser(artifact)
+    if key_id is not None and pseudonymiser is None:
+        raise RuntimeError(f"{artifact}: user ids are pseudonymised with key id {key_id} and the "
+                           "pseudonym key at hand is missing or another; set "
+                           "RECDRILL_PSEUDONYM_KEY to the key the artifact was exported with")
+    splits = blend_splits(histories, load_targets(checkpoint, user_ids, histories, pseudonymiser))
     out: dict[str, Any] = {"users": {s: len(g) for s, (_, g) in splits.items()},
                            "recommender_only": {}}
     for split, (seqs, goal) in splits.items():

@@ -39,7 +39,8 @@ def derive_version(source: Path, out_root: Path, version: str, private_key: Path
     if mutate is not None:
         mutate(target)
     manifest = build_manifest(target, version=version, kind=old.kind, io=old.io,
-                              metrics=old.metrics, parent=old.version, signing=old.signing)
+                              metrics=old.metrics, parent=old.version, signing=old.signing,
+                              pseudonym_key_id=old.pseudonym_key_id)
     write_manifest(target, manifest)
     sign_artifact(target, private_key)
     verify_artifact(target, public_key)

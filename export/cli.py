@@ -32,20 +32,27 @@ def build(
     search: Path = typer.Option(None, envvar="RECDRILL_SEARCH_CHECKPOINT",
                                 help="Search checkpoint directory: ship the query encoder and "
                                      "item embeddings in the artifact too."),
+    pseudonym_key: Path = typer.Option(
+        None, envvar="RECDRILL_PSEUDONYM_KEY",
+        help="HMAC key file the artifact's user ids are pseudonymised with (must exist; "
+             "default: <key dir>/pseudonym.key, generated on first use). Serving needs the "
+             "same key."),
 ) -> None:
     """Export to ONNX, check parity, sign and verify; prints the result as JSON."""
-    from export.package import package_recommender
+    from export.package import load_pseudonymiser, package_recommender
     from training.checkpoint import load_checkpoint
 
     private, public = ensure_signing_key()
     try:
         result = package_recommender(load_checkpoint(checkpoint), out, private, public,
                                      version=version, parent=parent, quantize=quantize,
-                                     search=search)
+                                     search=search,
+                                     pseudonymiser=load_pseudonymiser(pseudonym_key))
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from exc
     report: dict[str, object] = {"artifact": str(result.path), "version": result.version,
+                                 "pseudonym_key_id": result.pseudonym_key_id,
                                  "parity": result.parity.as_dict(),
                                  "int8_top10_overlap": result.int8_overlap,
                                  "fused_ops": result.fused_ops}

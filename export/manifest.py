@@ -84,6 +84,7 @@ _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 _UNLISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
 _MAX_ERRORS_SHOWN = 3
 _MAX_INPUT_SHOWN = 80
+_MAX_DEPTH = 32  # of the whole document; a real one nests 5 levels (io.inputs[0].shape[0])
 # What to do about a bad field, where the field alone does not say it.
 _HINTS = {
     "format": "this reader understands only that format: re-export with this version of recdrill",
@@ -156,6 +157,15 @@ def _key_id(value: str) -> str:
     if not _KEY_ID_RE.fullmatch(value):
         raise ValueError(
             f"expected 16 lowercase hex characters (see export.signing.key_id_of), "
+            f"found {value!r}"
+        )
+    return value
+
+
+def _pseudonym_key_id(value: str) -> str:
+    if not _KEY_ID_RE.fullmatch(value):
+        raise ValueError(
+            f"expected 16 lowercase hex characters (security.pseudonym.Pseudonymiser.key_id), "
             f"found {value!r}"
         )
     return value
@@ -250,7 +260,11 @@ class Manifest:
     """The parsed, validated content of manifest.json (treat ``io``/``metrics`` as read-only).
 
     Every field is required (``parent`` and ``signing`` may be None: no parent, no key chosen
-    yet); ``build_manifest`` fills them in and ``from_json_bytes`` parses them.
+    yet) except ``pseudonym_key_id``: the fingerprint of the HMAC key the artifact's user ids
+    are pseudonymised with (``security.pseudonym``), absent from artifacts that store clear
+    ids (those exported before pseudonymisation, or holding no user data). It is left out of
+    the JSON when None, so older manifests keep their exact bytes. ``build_manifest`` fills
+    the fields in and ``from_json_bytes`` parses them.
 
     Example:
         >>> m = Manifest.from_json_bytes(open("art/manifest.json", "rb").read())  # doctest: +SKIP
@@ -267,13 +281,14 @@ class Manifest:
     metrics: dict[StrictStr, Annotated[float, PlainValidator(_finite_number)]]
     files: Annotated[tuple[FileEntry, ...], AfterValidator(_sorted_unique)]
     signing: Signing | None
+    pseudonym_key_id: Annotated[StrictStr, AfterValidator(_pseudonym_key_id)] | None = None
 
     def to_json_bytes(self) -> bytes:
         """Canonical manifest.json bytes: sorted keys, indent 2, ASCII, trailing newline."""
-        text = json.dumps(
-            dataclasses.asdict(self), sort_keys=True, indent=2, ensure_ascii=True,
-            allow_nan=False,
-        )
+        obj = dataclasses.asdict(self)
+        if obj["pseudonym_key_id"] is None:  # optional: older manifests keep their bytes
+            del obj["pseudonym_key_id"]
+        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
         return (text + "\n").encode("ascii")
 
     @classmethod
@@ -283,8 +298,16 @@ class Manifest:
             obj = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"expected UTF-8 JSON, found undecodable data ({exc})") from exc
+        except RecursionError:
+            raise ManifestError(f"expected JSON nested at most {_MAX_DEPTH} levels, found "
+                                "nesting too deep to parse") from None
         if not isinstance(obj, dict):
             raise ManifestError(f"expected a JSON object, found {type(obj).__name__}")
+        for key, value in obj.items():
+            # Validation, messages and to_json_bytes recurse: refuse what would overflow them.
+            if _deeper_than(value, _MAX_DEPTH - 1):
+                raise ManifestError(f"{_field_name((key,))}: expected JSON nested at most "
+                                    f"{_MAX_DEPTH} levels, found deeper")
         return _parse(obj)
 
 
@@ -328,6 +351,18 @@ def _describe_one(error: ErrorDetails) -> str:
     return f"{_field_name(error['loc'])}: {what}" + (f"; {hint}" if hint else "")
 
 
+def _deeper_than(value: object, levels: int) -> bool:
+    """Whether lists and mappings nest in ``value`` more than ``levels`` deep (iteratively)."""
+    level = [value]
+    for _ in range(levels + 1):
+        level = [child for v in level
+                 for child in (v.values() if isinstance(v, dict) else v if isinstance(v, list)
+                               else ())]
+        if not level:
+            return False
+    return True
+
+
 def _field_name(loc: tuple[int | str, ...]) -> str:
     """``("files", 0, "sha256")`` → ``files[0].sha256``; ``("metrics", "ndcg@10")`` →
     ``metrics['ndcg@10']``."""
@@ -365,10 +400,12 @@ def build_manifest(
     parent: str | None = None,
     created_at: str | None = None,
     signing: Mapping[str, object] | None = None,
+    pseudonym_key_id: str | None = None,
 ) -> Manifest:
     """Hash every file under ``directory`` (except manifest.json, model.sig) into a Manifest.
 
-    ``created_at`` defaults to now, UTC, to the second.
+    ``created_at`` defaults to now, UTC, to the second; ``pseudonym_key_id`` names the key the
+    artifact's user ids are pseudonymised with (None: the artifact holds no pseudonyms).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -396,6 +433,7 @@ def build_manifest(
         "metrics": {name: _as_float(name, value) for name, value in metrics.items()},
         "files": entries,
         "signing": None if signing is None else dict(signing),
+        "pseudonym_key_id": pseudonym_key_id,
     })
 
 

@@ -30,6 +30,8 @@ from export.parity import ParityReport, accept_quantized, check_parity, probe_gr
 from export.quantize import ort_scorer, quantize_int8
 from export.signing import SIGNING_METHOD, key_id_of, sign_artifact
 from export.verify import verify_artifact
+from security.errors import SecurityError
+from security.pseudonym import Pseudonymiser
 from training.checkpoint import Checkpoint, item_table
 from training.sequences import left_pad
 
@@ -49,6 +51,7 @@ class PackageResult:
     int8_overlap: float | None
     fused_ops: dict[str, int]
     search: SearchExport | None = None
+    pseudonym_key_id: str | None = None
 
 
 def _torch_scorer(checkpoint: Checkpoint) -> Any:
@@ -81,20 +84,30 @@ def _io_spec(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def _write_tables(checkpoint: Checkpoint, staging: Path) -> None:
+def _write_tables(checkpoint: Checkpoint, staging: Path, pseudonymiser: Pseudonymiser) -> None:
     buf = io.BytesIO()
     item_table(checkpoint.data, checkpoint.items).to_parquet(buf, index=False)
     atomic_write_bytes(staging / "items.parquet", buf.getvalue())
     histories, _ = checkpoint.data.split("test")
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
     buf = io.BytesIO()
-    np.savez(buf, user_ids=np.array(checkpoint.data.user_ids, dtype=str),
+    # Clear ids stay in the training zone: the artifact names users by pseudonym only.
+    np.savez(buf, user_ids=np.array(pseudonymiser.many(checkpoint.data.user_ids), dtype=str),
              flat=np.concatenate(histories), offsets=np.cumsum(lengths)[:-1])
     atomic_write_bytes(staging / "histories.npz", buf.getvalue())
     lists = build_fallback(histories, checkpoint.data.n_items)
     buf = io.BytesIO()
     np.savez(buf, popular=lists.popular, covisit=lists.covisit)
     atomic_write_bytes(staging / "fallback.npz", buf.getvalue())
+
+
+def load_pseudonymiser(path: Path | None = None) -> Pseudonymiser:
+    """The user-id pseudonymiser export writes artifacts with: the key at ``path`` (which must
+    exist), else the default key, generated on first use; ExportError naming the file."""
+    try:
+        return Pseudonymiser.load(path, create=path is None)
+    except SecurityError as exc:
+        raise ExportError(f"pseudonym key: {exc}") from exc
 
 
 def new_version(onnx_path: Path) -> str:
@@ -106,11 +119,15 @@ def new_version(onnx_path: Path) -> str:
 def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path,
                         public_key: Path, *, version: str | None = None,
                         parent: str | None = None, quantize: bool = True,
-                        search: Path | None = None) -> PackageResult:
+                        search: Path | None = None,
+                        pseudonymiser: Pseudonymiser | None = None) -> PackageResult:
     """Build, check, sign and verify an artifact; returns what was measured.
 
     With ``search`` (a search checkpoint directory), the artifact also carries the product
     search encoder and item embeddings under ``search/``, described by ``io["search"]``.
+    User ids are written as pseudonyms under ``pseudonymiser`` (default: the key at
+    ``security.paths.pseudonym_key_path()``, generated on first use), and the manifest
+    records its ``pseudonym_key_id`` so that serving can check it holds the same key.
 
     Example:
         >>> package_recommender(load_checkpoint(Path("runs/ckpt")), Path("artifacts/v1"),
@@ -119,6 +136,7 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
     if out_dir.exists():
         raise ExportError(f"{out_dir} already exists; artifacts are immutable: choose a new "
                           "output directory or version")
+    pseudonymiser = pseudonymiser or load_pseudonymiser()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     scratch = Path(tempfile.mkdtemp(prefix="recdrill-export-"))
@@ -137,7 +155,7 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
                 overlap = accept_quantized(fp32, ort_scorer(int8_path), tests)
             except QuantizationRejected:
                 int8_path.unlink()
-        _write_tables(checkpoint, staging)
+        _write_tables(checkpoint, staging, pseudonymiser)
         io_spec = _io_spec(checkpoint)
         searched = None
         if search is not None:
@@ -158,7 +176,8 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
         manifest = build_manifest(staging, version=version, kind=KIND, io=io_spec,
                                   metrics=metrics, parent=parent,
                                   signing={"method": SIGNING_METHOD,
-                                           "key_id": key_id_of(public_key)})
+                                           "key_id": key_id_of(public_key)},
+                                  pseudonym_key_id=pseudonymiser.key_id)
         write_manifest(staging, manifest)
         sign_artifact(staging, private_key)
         verify_artifact(staging, public_key)
@@ -167,4 +186,5 @@ def package_recommender(checkpoint: Checkpoint, out_dir: Path, private_key: Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    return PackageResult(out_dir, version, parity, overlap, fused, searched)
+    return PackageResult(out_dir, version, parity, overlap, fused, searched,
+                         pseudonymiser.key_id)

@@ -3,7 +3,8 @@
 Model-free, so the degraded tier can run where no onnxruntime session does — inside a
 replica whose model stalls, and inside ``serving.client`` when no replica answers at all.
 Built from the verified Manifest (``from_manifest``): version and window come from it, never
-from reading manifest.json again.
+from reading manifest.json again. Users are looked up through a ``serving.users.UserGate``: by
+pseudonym when the artifact stores pseudonyms, and never when the forget register names them.
 
 Example:
     >>> artifact = DirectorySource("/tmp/sample-artifact", pub).fetch_verified()  # doctest: +SKIP
@@ -25,6 +26,7 @@ from export.fallback import FallbackLists, recommend_fallback
 from export.manifest import Manifest
 from serving.errors import InvalidRequest, ModelLoadError
 from serving.schemas import RecommendRequest
+from serving.users import UserGate, UserPrivacy
 
 __all__ = ["Catalog", "Query", "Ranked"]
 
@@ -53,7 +55,8 @@ class Catalog:
     """Item table, user histories and fallback lists of one verified artifact version."""
 
     def __init__(self, version: str, max_seq_len: int, items: pd.DataFrame,
-                 histories: dict[str, np.ndarray], fallback_lists: FallbackLists) -> None:
+                 histories: dict[str, np.ndarray], fallback_lists: FallbackLists,
+                 users: UserGate | None = None) -> None:
         self.version = version
         self.max_seq_len = max_seq_len
         self.n_items = len(items)
@@ -63,13 +66,20 @@ class Catalog:
         self._item_ids: list[str] = [""] + [str(x) for x in ordered["item_id"]]
         self._titles: list[str] = [""] + [str(x) for x in ordered["title"]]
         self._index = {item_id: i for i, item_id in enumerate(self._item_ids) if i}
-        self._histories = histories
+        self._users = users or UserGate.clear()
+        self._histories = histories  # keyed by stored id; replaced whole, never mutated
+        self._forget_generation = 0
+        self._drop_forgotten()
         self._fallback = fallback_lists
 
     @classmethod
-    def from_manifest(cls, path: str | os.PathLike[str], manifest: Manifest) -> Catalog:
+    def from_manifest(cls, path: str | os.PathLike[str], manifest: Manifest,
+                      privacy: UserPrivacy | None = None) -> Catalog:
         """The tables of the artifact at ``path`` that ``manifest`` describes (everything but
-        the graph); pass the Manifest its verification returned."""
+        the graph); pass the Manifest its verification returned. ``privacy`` says where the
+        pseudonym key and the forget register are (default: their default paths); a
+        pseudonymised version without its key is a ModelLoadError."""
+        users = UserGate.for_version(manifest, privacy or UserPrivacy())
         root = Path(path)
         items = pd.read_parquet(root / "items.parquet", columns=["index", "item_id", "title"])
         with np.load(root / "fallback.npz") as npz:
@@ -79,12 +89,21 @@ class Catalog:
             with np.load(root / "histories.npz") as npz:
                 seqs = np.split(npz["flat"].astype(np.int64), npz["offsets"])
                 histories = {str(u): s for u, s in zip(npz["user_ids"], seqs, strict=True)}
-        return cls(manifest.version, manifest.io["max_seq_len"], items, histories, lists)
+        return cls(manifest.version, manifest.io["max_seq_len"], items, histories, lists, users)
+
+    def _drop_forgotten(self) -> None:
+        generation, forgotten = self._users.forgotten()
+        if generation != self._forget_generation:
+            self._histories = self._users.without(self._histories, forgotten)
+            self._forget_generation = generation
 
     def resolve(self, req: RecommendRequest) -> Query:
-        """Map ids to item indices; unknown users or items are the caller's error."""
+        """Map ids to item indices; unknown (or forgotten) users or items are the caller's
+        error."""
         if req.user_id is not None:
-            seq = self._histories.get(req.user_id)
+            self._drop_forgotten()
+            # A forgotten user gets the unknown user's answer: it reveals nothing.
+            seq = self._histories.get(self._users.stored_id(req.user_id))
             if seq is None:
                 raise InvalidRequest(f"user_id {req.user_id!r} is unknown to model version "
                                      f"{self.version}; send a history of item ids instead")
@@ -125,6 +144,13 @@ class Catalog:
         return next(iter(self._histories.values()), np.array([1], dtype=np.int64))
 
     @property
+    def n_users(self) -> int:
+        """Users with a history in memory (forgotten users are dropped at the next look)."""
+        self._drop_forgotten()
+        return len(self._histories)
+
+    @property
     def some_user(self) -> str | None:
-        """A user id known to this version (for probes and examples)."""
-        return next(iter(self._histories), None)
+        """A user id known to this version, as a caller sends it (for probes and examples);
+        None when the version stores pseudonyms only."""
+        return None if self._users.pseudonymised else next(iter(self._histories), None)

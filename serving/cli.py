@@ -40,7 +40,7 @@ def _main() -> None:
     """Serving stage commands."""
 
 
-REPLICA_PACKAGES = ("serving", "export", "durable", "replication")
+REPLICA_PACKAGES = ("serving", "export", "durable", "replication", "security")
 
 
 def runtime_env() -> dict[str, Any]:
@@ -85,7 +85,8 @@ def run(settings: Any, ray_address: str | None, stop: threading.Event,
             info["frontdoor"] = {"http": door.http_url, "grpc": door.grpc_target,
                                  "metrics": door.metrics_url, "config": str(door.config_path),
                                  "prometheus_file_sd": str(door.targets_path)}
-        info.update({"http": [e.http_url for e in endpoints],
+        info.update({"tls": settings.tls_cert is not None,
+                     "http": [e.http_url for e in endpoints],
                      "grpc": [e.grpc_target for e in endpoints],
                      "metrics": [f"{e.http_url}/metrics" for e in endpoints],
                      "proxy": (f"http://127.0.0.1:{settings.proxy_port}" if settings.proxy_port
@@ -130,6 +131,27 @@ def serve(
                                   help="Token for recommend routes (default: open)."),
     admin_token: str = typer.Option(None, envvar="RECDRILL_ADMIN_TOKEN",
                                     help="Token for admin routes (default: admin off)."),
+    tokens: str = typer.Option(None, "--tokens", envvar="RECDRILL_TOKENS",
+                               help="Token table (`recdrill token create`): roles reader / "
+                               "operator / admin on every route but health and metrics."),
+    audit_log: str = typer.Option(None, "--audit", envvar="RECDRILL_AUDIT_LOG",
+                                  help="Audit chain for admin actions (default: "
+                                  "~/.local/state/recdrill/audit.jsonl)."),
+    tls_cert: str = typer.Option(None, "--tls-cert", envvar="RECDRILL_TLS_CERT",
+                                 help="PEM certificate: replicas and the front door serve HTTPS "
+                                 "and gRPC over TLS only (default: plaintext)."),
+    tls_key: str = typer.Option(None, "--tls-key", envvar="RECDRILL_TLS_KEY",
+                                help="Unencrypted PEM private key of --tls-cert."),
+    tls_ca: str = typer.Option(None, "--tls-ca", envvar="RECDRILL_TLS_CA",
+                               help="PEM CA that signed --tls-cert; the front door verifies the "
+                               "replicas against it (default: the system's CAs)."),
+    pseudonym_key: str = typer.Option(None, "--pseudonym-key", envvar="RECDRILL_PSEUDONYM_KEY",
+                                      help="HMAC key the artifacts' user ids were pseudonymised "
+                                      "with at export (default: <key dir>/pseudonym.key)."),
+    forget_register: str = typer.Option(None, "--forget-register",
+                                        envvar="RECDRILL_FORGET_REGISTER",
+                                        help="Forget-request register: its users are answered "
+                                        "as unknown (default: <state dir>/forget.jsonl)."),
     ray_address: Annotated[str | None, RAY_ADDRESS] = None,
     frontdoor: bool = typer.Option(True, "--frontdoor/--no-frontdoor",
                                    envvar="RECDRILL_FRONTDOOR",
@@ -148,7 +170,10 @@ def serve(
     metrics addresses (and each replica's) as one JSON line."""
     from pydantic import ValidationError
 
-    from serving.config import ServeSettings
+    from security.tls import client_context, server_context, tls_files
+    from serving.config import ServeSettings, resolve_paths
+    from serving.deployment import check_artifact
+    from serving.errors import ModelLoadError  # before the try: its except clause names it
     from serving.frontdoor import FrontDoorConfig
 
     try:
@@ -157,15 +182,20 @@ def serve(
             version=version, host=host, http_port=http_port, grpc_port=grpc_port,
             proxy_port=proxy_port, replicas=replicas, num_cpus=num_cpus, batching=batching,
             max_batch_size=max_batch_size, max_in_flight=max_in_flight, deadline_s=deadline_s,
-            api_token=api_token, admin_token=admin_token)
+            api_token=api_token, admin_token=admin_token, tokens_file=tokens,
+            audit_log=audit_log, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+            pseudonym_key=pseudonym_key, forget_register=forget_register)
+        resolved = resolve_paths(settings)
+        tls = tls_files(resolved.tls_cert, resolved.tls_key, resolved.tls_ca)
+        if tls is not None:  # read here: a bad file fails now, by name, not in every replica
+            server_context(tls)
+            if tls.ca is not None:
+                client_context(tls.ca)
         door = (FrontDoorConfig(http_port=frontdoor_http_port, grpc_port=frontdoor_grpc_port,
-                                host=host, stats_port=frontdoor_metrics_port)
+                                host=host, stats_port=frontdoor_metrics_port, tls=tls,
+                                replica_ca=None if tls is None else tls.ca)
                 if frontdoor else None)
-        from serving.config import resolve_paths
-        from serving.deployment import check_artifact
-        from serving.errors import ModelLoadError
-
-        check_artifact(resolve_paths(settings))
+        check_artifact(resolved)
     except (ValidationError, ValueError, ModelLoadError) as exc:
         typer.echo(f"serve: bad configuration: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None

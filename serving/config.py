@@ -12,10 +12,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from security.paths import forget_register_path, pseudonym_key_path
 from serving.admission import AdmissionPolicy
 from serving.app import AppConfig
 from serving.search import DEFAULT_BLEND
 from serving.service import ServiceConfig
+from serving.users import UserPrivacy
 
 __all__ = ["ServeSettings", "resolve_paths"]
 
@@ -30,6 +32,13 @@ class ServeSettings(BaseModel):
                               "each Ray node's local store; replicas check out and verify.")
     public_key: str = Field(..., description="Artifact signing public key (PEM).")
     key_files: tuple[str, ...] = Field((), description="Store encryption key files.")
+    pseudonym_key: str | None = Field(None, description="HMAC key file the artifacts' user "
+                                      "ids are pseudonymised with (the one export used); "
+                                      "None: <key dir>/pseudonym.key when it exists. A "
+                                      "pseudonymised version is refused without it.")
+    forget_register: str | None = Field(None, description="Forget-request register: users "
+                                        "named there are answered as unknown (re-read within "
+                                        "~1 s of a change); None: the default state path.")
     node_root: str | None = Field(None, description="With store='node': the directory holding "
                                   "every node's store (default $RECDRILL_NODE_STORE_ROOT).")
     version: str | None = Field(None, description="Version to serve; None = current.")
@@ -56,8 +65,21 @@ class ServeSettings(BaseModel):
     max_in_flight: int = Field(48, ge=1, description="Admitted requests per replica.")
     max_degraded: int = Field(64, ge=0, description="Beyond max_in_flight, answered from the "
                               "fallback tier; beyond that, shed with 503.")
-    api_token: str | None = Field(None, description="Token for recommend routes (None: open).")
-    admin_token: str | None = Field(None, description="Token for admin routes (None: off).")
+    api_token: str | None = Field(None, description="Static token of role reader for the data "
+                                  "routes (None and no tokens file: those routes are open).")
+    admin_token: str | None = Field(None, description="Static token of role operator for the "
+                                    "admin routes (None and no tokens file: admin is off).")
+    tokens_file: str | None = Field(None, description="Token table (`recdrill token create`): "
+                                    "every route but health and metrics then needs a token; "
+                                    "re-read within a second of a change (revocations).")
+    audit_log: str | None = Field(None, description="Audit chain for admin actions (None: "
+                                  "$RECDRILL_AUDIT_LOG or ~/.local/state/recdrill/audit.jsonl).")
+    tls_cert: str | None = Field(None, description="PEM certificate (leaf, then chain) the "
+                                 "replicas and the front door serve HTTPS and gRPC over TLS "
+                                 "with; None: plaintext. Needs tls_key.")
+    tls_key: str | None = Field(None, description="Unencrypted PEM private key of tls_cert.")
+    tls_ca: str | None = Field(None, description="PEM CA that signed tls_cert: what the front "
+                               "door verifies the replicas against (None: the system's CAs).")
 
     @model_validator(mode="after")
     def _one_source(self) -> ServeSettings:
@@ -65,14 +87,26 @@ class ServeSettings(BaseModel):
             raise ValueError("give exactly one of artifact or store")
         return self
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(f"tls_cert and tls_key go together; found tls_cert={self.tls_cert!r}"
+                             f", tls_key={self.tls_key!r}: give both, or neither for plaintext")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_ca is set but tls_cert and tls_key are not: give them too "
+                             "(tls_ca verifies the replicas' certificate)")
+        return self
+
     def service_config(self, threads: int | None = None) -> ServiceConfig:
         return ServiceConfig(deadline_s=self.deadline_s, max_batch_size=self.max_batch_size,
                              batch_wait_s=self.batch_wait_s, batching=self.batching,
                              threads=threads, search_blend=self.search_blend,
-                             admission=AdmissionPolicy(self.max_in_flight, self.max_degraded))
+                             admission=AdmissionPolicy(self.max_in_flight, self.max_degraded),
+                             users=UserPrivacy(self.pseudonym_key, self.forget_register))
 
     def app_config(self) -> AppConfig:
-        return AppConfig(api_token=self.api_token, admin_token=self.admin_token)
+        return AppConfig(api_token=self.api_token, admin_token=self.admin_token,
+                         tokens_file=self.tokens_file, audit_log=self.audit_log)
 
 
 def _is_url(value: str) -> bool:
@@ -110,9 +144,25 @@ def resolve_paths(settings: ServeSettings) -> ServeSettings:
                              ": pass the directory `python -m export build` wrote")
         update["artifact"] = str(art)
     update["public_key"] = path("public_key", settings.public_key)
+    if settings.tokens_file is not None:
+        update["tokens_file"] = path("tokens_file", settings.tokens_file)
+    if settings.audit_log is not None:
+        update["audit_log"] = str(Path(os.path.expanduser(settings.audit_log)).resolve())
     update["key_files"] = tuple(path("key_files", k) for k in settings.key_files)
+    # The defaults are resolved here, on the driver: replicas may not share its environment.
+    if settings.pseudonym_key is not None:
+        update["pseudonym_key"] = path("pseudonym_key", settings.pseudonym_key)
+    elif (default_key := pseudonym_key_path()).is_file():
+        update["pseudonym_key"] = str(default_key.resolve())
+    register = settings.forget_register
+    update["forget_register"] = str(Path(os.path.expanduser(register)).resolve() if register
+                                    else forget_register_path().resolve())
     if settings.store not in (None, "node") and not _is_url(settings.store):
         update["store"] = path("store", settings.store, directory=True)
     if settings.node_root is not None:
         update["node_root"] = path("node_root", settings.node_root, directory=True)
+    for option in ("tls_cert", "tls_key", "tls_ca"):
+        value = getattr(settings, option)
+        if value is not None:
+            update[option] = path(option, value)
     return settings.model_copy(update=update)

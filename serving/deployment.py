@@ -34,6 +34,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from security.tls import tls_files
 from serving import registry
 from serving.config import ServeSettings, resolve_paths
 from serving.errors import ModelLoadError
@@ -43,6 +44,7 @@ from serving.server import Endpoint, EntryServer
 from serving.service import RecommendService
 from serving.source import make_source
 from serving.status import status_of
+from serving.users import UserGate
 
 __all__ = [
     "RecommenderReplica",
@@ -87,6 +89,7 @@ class RecommenderReplica:
         ep = self.server.endpoint
         assert ep is not None
         record = {"host": ep.host, "http_port": ep.http_port, "grpc_port": ep.grpc_port,
+                  "tls": ep.tls,
                   "node": node, "node_id": ray.get_runtime_context().get_node_id(),
                   "pid": os.getpid(), "rank": rank, "niceness": self.niceness,
                   "actor": ctx.replica_id.to_full_id_str()}
@@ -100,7 +103,8 @@ class RecommenderReplica:
         while True:
             offset = rank if s.rank_ports else 0
             server = EntryServer(self.service, s.app_config(), s.host, s.http_port + offset,
-                                 s.grpc_port + offset)
+                                 s.grpc_port + offset,
+                                 tls=tls_files(s.tls_cert, s.tls_key, s.tls_ca))
             try:
                 server.start()
                 return server
@@ -240,10 +244,12 @@ def build_app(settings: ServeSettings, *, canary: str | None = None,
 def check_artifact(settings: ServeSettings) -> None:
     """Verify a directory artifact here, on the driver, so a wrong key or a damaged file is
     one clear error instead of every replica failing the same way (a store is checked out
-    and verified by each node's replicas)."""
+    and verified by each node's replicas). The replicas' pseudonym key is checked against the
+    artifact's too (``settings.pseudonym_key`` travels to them in ``service_config``)."""
     if settings.artifact is not None:
-        make_source(artifact=settings.artifact, store=None,
-                    public_key_path=settings.public_key).fetch_verified(settings.version)
+        artifact = make_source(artifact=settings.artifact, store=None,
+                               public_key_path=settings.public_key).fetch_verified(settings.version)
+        UserGate.for_version(artifact.manifest, settings.service_config().users)
 
 
 def app_builder(args: dict[str, Any]) -> Any:
@@ -345,4 +351,5 @@ def list_replicas(app_name: str = "recdrill") -> list[dict[str, Any]]:
 
 def list_endpoints(app_name: str = "recdrill") -> list[Endpoint]:
     """Addresses the replicas of ``app_name`` registered, by rank."""
-    return [Endpoint(d["host"], d["http_port"], d["grpc_port"]) for d in list_replicas(app_name)]
+    return [Endpoint(d["host"], d["http_port"], d["grpc_port"], bool(d.get("tls")))
+            for d in list_replicas(app_name)]

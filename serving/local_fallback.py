@@ -19,6 +19,7 @@ from typing import Any
 from export.verify import verify_artifact
 from serving.catalog import Catalog
 from serving.schemas import parse_request
+from serving.users import UserPrivacy
 
 __all__ = ["LocalFallback"]
 
@@ -34,9 +35,11 @@ class LocalFallback:
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike[str],
-                      public_key_path: str | os.PathLike[str]) -> LocalFallback:
-        """Verify the artifact (digests and signature) first; fails closed like a replica."""
-        return cls(Catalog.from_manifest(path, verify_artifact(path, public_key_path)))
+                      public_key_path: str | os.PathLike[str],
+                      privacy: UserPrivacy | None = None) -> LocalFallback:
+        """Verify the artifact (digests and signature) first; fails closed like a replica,
+        pseudonym key and forget register included (``privacy``; default: default paths)."""
+        return cls(Catalog.from_manifest(path, verify_artifact(path, public_key_path), privacy))
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         """The degraded answer; bad input raises ``InvalidRequest`` as a replica would."""

@@ -24,6 +24,7 @@ from export.verify import VerifiedArtifact
 from serving.catalog import Catalog, Query, Ranked
 from serving.errors import ModelLoadError
 from serving.search import SearchModel, SearchQuery, has_search
+from serving.users import UserPrivacy
 
 __all__ = ["ModelRunner", "Query", "Ranked", "choose_providers", "session_options"]
 
@@ -66,9 +67,11 @@ class ModelRunner:
 
     @classmethod
     def load(cls, artifact: VerifiedArtifact, *, threads: int | None = None,
-             providers: Sequence[str] | None = None, use_int8: bool = False) -> ModelRunner:
+             providers: Sequence[str] | None = None, use_int8: bool = False,
+             privacy: UserPrivacy | None = None) -> ModelRunner:
         """Load a verified artifact (its verified Manifest included); raises ModelLoadError on
-        any defect."""
+        any defect, or when its user ids are pseudonymised under a key ``privacy`` does not
+        name (see ``serving.users``)."""
         root, version, t0 = artifact.path, artifact.version, time.perf_counter()
         try:
             graph = root / ("model.int8.onnx" if use_int8 and (root / "model.int8.onnx").exists()
@@ -76,7 +79,7 @@ class ModelRunner:
             threads = threads or len(os.sched_getaffinity(0))
             session = ort.InferenceSession(str(graph), session_options(threads),
                                            providers=list(providers or choose_providers()))
-            catalog = Catalog.from_manifest(root, artifact.manifest)
+            catalog = Catalog.from_manifest(root, artifact.manifest, privacy)
             search = (SearchModel.load(root, artifact.manifest, threads=threads,
                                        providers=providers, use_int8=use_int8,
                                        popular=catalog.popular)
@@ -163,5 +166,5 @@ class ModelRunner:
 
     @property
     def some_user(self) -> str | None:
-        """A user id known to this version (for probes and examples)."""
+        """A user id known to this version, as callers send it (None: pseudonyms only)."""
         return self.catalog.some_user

@@ -43,6 +43,7 @@ from serving.runner import ModelRunner, Query, Ranked
 from serving.schemas import RecommendRequest, SearchRequest
 from serving.search import DEFAULT_BLEND, SearchQuery
 from serving.source import ArtifactSource
+from serving.users import UserPrivacy
 
 __all__ = ["HIT_AT", "MAX_TALLIES", "RecommendService", "ServiceConfig"]
 
@@ -63,6 +64,7 @@ class ServiceConfig:
     use_int8: bool = False
     search_blend: float = DEFAULT_BLEND
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    users: UserPrivacy = field(default_factory=UserPrivacy)
 
 
 class RecommendService:
@@ -174,7 +176,7 @@ class RecommendService:
             if loaded is not None:
                 return name, loaded, verify_s
             runner = ModelRunner.load(artifact, threads=self.config.threads,
-                                      use_int8=self.config.use_int8)
+                                      use_int8=self.config.use_int8, privacy=self.config.users)
             runner.probe()
         except ModelLoadError:
             self.metrics.refused.inc()

@@ -52,7 +52,15 @@ class DirectorySource:
     def fetch_verified(self, version: str | None = None) -> VerifiedArtifact:
         from export.errors import ExportError
         from export.verify import verify_artifact
+        from replication.errors import VersionError
+        from replication.repo import check_version_name
 
+        if version is not None:
+            # A version names a directory under root: never a path ("/", "../x") to walk.
+            try:
+                check_version_name(version)
+            except VersionError as exc:
+                raise ModelLoadError(f"version refused: {exc}") from None
         root = Path(self.root)
         single = (root / "manifest.json").is_file()
         path = root if single or version is None else root / version

@@ -17,6 +17,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(getattr(pytest.mark, kind))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_key_and_state_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keys (pseudonym, data, signing) and state (forget register, audit) of the whole session
+    live in temp dirs, never in the user's home; set before any session fixture exports, so
+    exporter and server find the same pseudonym key. Ray nodes started later inherit them."""
+    root = tmp_path_factory.mktemp("recdrill-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECDRILL_KEY_DIR", str(root / "keys"))
+        mp.setenv("RECDRILL_STATE_DIR", str(root / "state"))
+        for var in ("RECDRILL_PSEUDONYM_KEY", "RECDRILL_DATA_KEY", "RECDRILL_FORGET_REGISTER"):
+            mp.delenv(var, raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _disallow_ray_init(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Unit tests never start Ray (Ray's own ``disallow_ray_init`` pattern)."""

@@ -83,15 +83,29 @@ def train(
         None, envvar="RECDRILL_TEXT_ENCODER",
         help="Search checkpoint whose encoder embeds the item text (default: the pretrained "
              "all-MiniLM-L6-v2)."),
+    data_key: Path = typer.Option(
+        None, envvar="RECDRILL_DATA_KEY",
+        help="AES-256-GCM key of sealed raw data (default: <key dir>/data.key); sealed files "
+             "are decrypted in memory only."),
+    seal: bool = typer.Option(
+        None, "--seal/--no-seal", envvar="RECDRILL_SEAL_CHECKPOINT",
+        help="Seal the checkpoint's user ids (sequences.npz) with the data key (default: "
+             "when the raw data was sealed)."),
 ) -> None:
-    """Train the transformer recommender and the baselines; print the metrics table."""
+    """Train the transformer recommender and the baselines; print the metrics table.
+
+    Users in the forget register (RECDRILL_FORGET_REGISTER, matched with the pseudonym key
+    RECDRILL_PSEUDONYM_KEY) are left out; the report's ``privacy`` says how many."""
+    from training.protection import DataProtection
+
     mapping = ColumnMapping(user_col, item_col, time_col, event_col)
     try:
         report = run_training(
             data, out, ModelConfig(item_text=item_text.value),
             TrainConfig(max_epochs=max_epochs, max_time_s=max_time_s, seed=seed),
             CleanConfig(user_min=user_min, item_min=item_min), mapping, progress=progress,
-            text_encoder=text_encoder)
+            text_encoder=text_encoder,
+            protection=DataProtection(data_key=data_key, seal_checkpoint=seal))
     except TrainingError as exc:
         _fail(exc)
         return

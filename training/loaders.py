@@ -4,16 +4,23 @@ Canonical interactions: ``user_id`` (str), ``item_id`` (str), ``timestamp`` (flo
 ``event_type`` (str, "interaction" when the source has none). Canonical items: ``item_id``,
 ``title``, ``category`` (all str). Every problem raises :class:`DataError` naming the file,
 the column and the 1-based data row.
+
+Files sealed at rest (``security.datadir.seal_data_dir``) are read transparently: decrypted in
+memory with the data key (``data_key`` or the default key file), never written out in clear.
+``RawDataset.sealed`` lists the files that were decrypted.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from security.datadir import is_sealed_file, read_data
+from security.errors import SecurityError
 from training.errors import DataError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event_type")
@@ -42,24 +49,58 @@ class RawDataset:
     interactions: pd.DataFrame
     items: pd.DataFrame
     source: str
+    sealed: tuple[str, ...] = ()  # files decrypted in memory to read them
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def _open(path: Path, key: bytes | None) -> tuple[Path | io.BytesIO, bool]:
+    """What pandas should read for ``path``: the path when clear, the plaintext in memory when
+    sealed; and whether it was sealed."""
     if not path.exists():
         raise DataError(str(path), None, None, "file not found")
     if path.stat().st_size == 0:
         raise DataError(str(path), None, None, "the file is empty; expected a header and rows")
     try:
+        if not is_sealed_file(path):
+            return path, False
+        return io.BytesIO(read_data(path, key)), True
+    except SecurityError as exc:
+        raise DataError(str(path), None, None, f"cannot be decrypted: {exc}") from exc
+    except OSError as exc:
+        raise DataError(str(path), None, None, f"cannot be read: {exc}") from exc
+
+
+def read_raw_table(path: Path, *, data_key: bytes | None = None, keep_default_na: bool = True,
+                   columns: list[str] | None = None, sealed: list[str] | None = None
+                   ) -> pd.DataFrame:
+    """One raw data file as a frame, by suffix: Parquet, or text (tab-separated for ``.tsv``
+    and RecBole atomic files, else comma; UTF-8, else single-byte) read as strings.
+
+    A sealed file is decrypted in memory with ``data_key`` (default: the data key file) and
+    its path appended to ``sealed``. Every failure is a DataError naming the file.
+    """
+    source, was_sealed = _open(path, data_key)
+    if was_sealed and sealed is not None:
+        sealed.append(str(path))
+    try:
         if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        sep = "\t" if path.suffix in (".tsv", ".inter", ".item") else ","
-        try:  # UTF-8 (MovieLens-100k's atomic files are), else the legacy single-byte text
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True, encoding="utf-8")
+            return pd.read_parquet(source, columns=columns)
+        sep = "\t" if path.suffix in (".tsv", ".inter", ".item", ".user") else ","
+        try:
+            frame = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=keep_default_na,
+                                encoding="utf-8")
         except UnicodeDecodeError:
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=True,
-                               encoding="latin-1")
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            frame = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=keep_default_na,
+                                encoding="latin-1")
+        return frame if columns is None else frame[columns]
+    except (ValueError, OSError, KeyError, pd.errors.ParserError) as exc:
         raise DataError(str(path), None, None, f"cannot be parsed: {exc}") from exc
+
+
+def _read_frame(path: Path, key: bytes | None = None, sealed: list[str] | None = None
+                ) -> pd.DataFrame:
+    return read_raw_table(path, data_key=key, sealed=sealed)
 
 
 def _numeric_timestamps(frame: pd.DataFrame, column: str, file: str) -> pd.Series:
@@ -101,34 +142,37 @@ def canonical_interactions(frame: pd.DataFrame, mapping: ColumnMapping, file: st
 
 
 def load_table(path: str | Path, mapping: ColumnMapping | None = None,
-               items_path: str | Path | None = None) -> RawDataset:
-    """Load interactions from a CSV / TSV / Parquet file with a column mapping.
+               items_path: str | Path | None = None, *, data_key: bytes | None = None
+               ) -> RawDataset:
+    """Load interactions from a CSV / TSV / Parquet file with a column mapping; sealed files
+    are opened with ``data_key`` (default: the data key file).
 
     Example:
         >>> load_table("events.parquet", ColumnMapping(event_type="event_type"))  # doctest: +SKIP
     """
-    path = Path(path)
-    inter = canonical_interactions(_read_frame(path), mapping or ColumnMapping(), str(path))
-    items = _load_items(Path(items_path)) if items_path else _empty_items()
-    return RawDataset(inter, items, str(path))
+    path, sealed = Path(path), list[str]()
+    inter = canonical_interactions(_read_frame(path, data_key, sealed),
+                                   mapping or ColumnMapping(), str(path))
+    items = _load_items(Path(items_path), data_key, sealed) if items_path else _empty_items()
+    return RawDataset(inter, items, str(path), tuple(sealed))
 
 
 def _atomic_name(column: str) -> str:
     return column.split(":", 1)[0]
 
 
-def load_atomic(directory: str | Path) -> RawDataset:
+def load_atomic(directory: str | Path, *, data_key: bytes | None = None) -> RawDataset:
     """Load a RecBole atomic dataset directory (``<name>.inter`` and optional ``<name>.item``)."""
-    directory = Path(directory)
+    directory, sealed = Path(directory), list[str]()
     inters = sorted(directory.glob("*.inter"))
     if not inters:
         raise DataError(str(directory), None, None, "no *.inter file; expected RecBole atomic files")
-    frame = _read_frame(inters[0])
+    frame = _read_frame(inters[0], data_key, sealed)
     frame.columns = [_atomic_name(c) for c in frame.columns]
     inter = canonical_interactions(frame, ColumnMapping(), str(inters[0]))
     item_files = sorted(directory.glob("*.item"))
-    items = _load_items(item_files[0]) if item_files else _empty_items()
-    return RawDataset(inter, items, str(directory))
+    items = _load_items(item_files[0], data_key, sealed) if item_files else _empty_items()
+    return RawDataset(inter, items, str(directory), tuple(sealed))
 
 
 def _empty_items() -> pd.DataFrame:
@@ -143,8 +187,9 @@ def _pick(columns: list[str], *candidates: str) -> str | None:
     return None
 
 
-def _load_items(path: Path) -> pd.DataFrame:
-    frame = _read_frame(path)
+def _load_items(path: Path, key: bytes | None = None, sealed: list[str] | None = None
+                ) -> pd.DataFrame:
+    frame = _read_frame(path, key, sealed)
     frame.columns = [_atomic_name(c) for c in frame.columns]
     if "item_id" not in frame.columns:
         raise DataError(str(path), "item_id", None,
@@ -160,16 +205,19 @@ def _load_items(path: Path) -> pd.DataFrame:
     }).dropna(subset=["item_id"]).drop_duplicates("item_id")
 
 
-def load_any(path: str | Path, mapping: ColumnMapping | None = None) -> RawDataset:
-    """Load a RecBole atomic directory, or a CSV/Parquet file (with ``items.parquet`` beside it)."""
+def load_any(path: str | Path, mapping: ColumnMapping | None = None, *,
+             data_key: bytes | None = None) -> RawDataset:
+    """Load a RecBole atomic directory, or a CSV/Parquet file (with ``items.parquet`` beside it);
+    sealed files are opened with ``data_key`` (default: the data key file)."""
     path = Path(path)
     if path.is_dir():
         if list(path.glob("*.inter")):
-            return load_atomic(path)
+            return load_atomic(path, data_key=data_key)
         events = next((p for p in (path / "events.parquet", path / "events.csv") if p.exists()), None)
         if events is None:
             raise DataError(str(path), None, None,
                             "directory holds neither *.inter nor events.parquet/events.csv")
         items = next((p for p in (path / "items.parquet", path / "items.csv") if p.exists()), None)
-        return load_table(events, mapping or ColumnMapping(event_type="event_type"), items)
-    return load_table(path, mapping)
+        return load_table(events, mapping or ColumnMapping(event_type="event_type"), items,
+                          data_key=data_key)
+    return load_table(path, mapping, data_key=data_key)

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,17 @@ from rich.console import Console
 from rich.table import Table
 
 from durable.machine import cpu_model
+from security import audit
+from security.errors import SecurityError
 from training.baselines import fit_baselines
 from training.checkpoint import item_table, save_checkpoint
 from training.clean import CleanConfig, SequenceData, clean_interactions, leave_one_out
+from training.errors import ConfigError
 from training.fetch import fetch_movielens_100k
 from training.loaders import ColumnMapping, RawDataset, load_any
 from training.metrics import EvalResult, evaluate
 from training.model import ModelConfig
+from training.protection import DataProtection, Exclusion, exclude_forgotten
 from training.stats import PairedBootstrap, compare_to_baselines, comparison_sentence
 from training.text_features import MAX_TEXT_TOKENS, item_text_matrix, item_texts
 from training.train import (
@@ -53,6 +57,11 @@ class RunReport:
     train_summary: dict[str, Any]
     comparisons: dict[str, PairedBootstrap] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    #: Users (and their events) left out because they asked to be forgotten.
+    forgotten: Exclusion = field(default_factory=Exclusion)
+    #: Raw files decrypted in memory, and whether the checkpoint's user ids are sealed.
+    sealed_inputs: int = 0
+    sealed_checkpoint: bool = False
 
     def best_baseline(self) -> str | None:
         """The baseline with the highest mean NDCG@10 (unfiltered), if any."""
@@ -70,7 +79,11 @@ class RunReport:
                 "machine": self.machine, "beats_baselines": self.beats_baselines(),
                 "best_baseline": self.best_baseline(),
                 "vs_baselines": {n: c.as_dict() for n, c in self.comparisons.items()},
-                "test": {name: r.as_dict() for name, r in self.results.items()}}
+                "test": {name: r.as_dict() for name, r in self.results.items()},
+                "privacy": {"forgotten_users_dropped": self.forgotten.users,
+                            "forgotten_events_dropped": self.forgotten.events,
+                            "sealed_inputs": self.sealed_inputs,
+                            "sealed_checkpoint": self.sealed_checkpoint}}
 
 
 def run_provenance() -> dict[str, Any]:
@@ -95,28 +108,57 @@ def _git_commit(root: Path) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def load_source(source: str, mapping: ColumnMapping | None = None) -> RawDataset:
-    """``ml-100k`` (fetched from the RecBole wheel) or a path to atomic / CSV / Parquet data."""
+def load_source(source: str, mapping: ColumnMapping | None = None,
+                data_key: bytes | None = None) -> RawDataset:
+    """``ml-100k`` (fetched from the RecBole wheel) or a path to atomic / CSV / Parquet data;
+    sealed files are decrypted in memory (``data_key``, default: the data key file)."""
     if source == "ml-100k":
-        return load_any(fetch_movielens_100k())
-    return load_any(Path(source), mapping)
+        return load_any(fetch_movielens_100k(), data_key=data_key)
+    return load_any(Path(source), mapping, data_key=data_key)
+
+
+def load_protected(source: str, mapping: ColumnMapping | None,
+                   protection: DataProtection) -> tuple[RawDataset, Exclusion]:
+    """The raw data for training: sealed files opened in memory (each such read audited as
+    ``data.read``), forgotten users' events left out."""
+    # An explicit key is read now; the default one only if a sealed file is met.
+    raw = load_source(source, mapping,
+                      protection.read_data_key() if protection.data_key is not None else None)
+    if raw.sealed:
+        try:
+            audit.record("data.read", role="operator", target=source,
+                         details={"purpose": "training", "files": list(raw.sealed)})
+        except (OSError, SecurityError) as exc:  # an unaudited read of sealed data goes no further
+            raise ConfigError(f"{source}: sealed data was opened but the audit log refused "
+                              f"the entry ({exc}); repair the audit log, then train again"
+                              ) from exc
+    forgotten, pseudonymiser = protection.forgotten()
+    if pseudonymiser is None:
+        return raw, Exclusion()
+    kept, excluded = exclude_forgotten(raw.interactions, forgotten, pseudonymiser)
+    return replace(raw, interactions=kept), excluded
 
 
 def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = None,
                  train_config: TrainConfig | None = None,
                  clean_config: CleanConfig | None = None,
                  mapping: ColumnMapping | None = None, progress: bool = True,
-                 text_encoder: Path | None = None) -> RunReport:
+                 text_encoder: Path | None = None,
+                 protection: DataProtection | None = None) -> RunReport:
     """Train the recommender on ``source``, compare with baselines, write a checkpoint.
 
     Configs left ``None`` take their defaults. With ``model_config.item_text`` set, item
     titles and categories are encoded by ``text_encoder`` (a search checkpoint directory;
-    None: the pretrained all-MiniLM-L6-v2).
+    None: the pretrained all-MiniLM-L6-v2). ``protection`` (default: the default key and
+    register paths) says how user data is handled: see ``training.protection``.
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     clean_config = clean_config or CleanConfig()
-    raw = load_source(source, mapping)
+    protection = protection or DataProtection()
+    raw, excluded = load_protected(source, mapping, protection)
+    seal = (protection.seal_checkpoint if protection.seal_checkpoint is not None
+            else bool(raw.sealed))
     data: SequenceData = leave_one_out(clean_interactions(raw.interactions, clean_config))
     text: np.ndarray | None = None
     text_meta: dict[str, Any] = {}
@@ -135,10 +177,12 @@ def run_training(source: str, out_dir: Path, model_config: ModelConfig | None = 
         results[name] = evaluate(scorer, histories, targets)
     report = RunReport(source, data.n_users, data.n_items, sum(len(s) for s in data.sequences),
                        results, {**trained.summary(), "seed": train_config.seed},
-                       compare_to_baselines(results, MODEL_NAME), run_provenance())
+                       compare_to_baselines(results, MODEL_NAME), run_provenance(),
+                       excluded, len(raw.sealed), seal)
     meta = {"config": config_dict(model_config, train_config), "clean": asdict(clean_config),
             "source": source, "metrics": report.as_dict(), **text_meta}
-    save_checkpoint(out_dir, trained.model, data, raw.items, meta)
+    save_checkpoint(out_dir, trained.model, data, raw.items, meta,
+                    seal_key=protection.read_data_key(create=True) if seal else None)
     return report
 
 
@@ -154,6 +198,9 @@ def render_table(report: RunReport, console: Console | None = None) -> None:
         table.add_row(name, *(f"{v:.4f}" for v in (u.hr, u.ndcg, u.mrr, f.hr, f.ndcg, f.mrr)))
     console = console or Console(stderr=True, width=130)
     console.print(table)
+    if report.forgotten.users:
+        console.print(f"left out {report.forgotten.users} user(s) in the forget register "
+                      f"({report.forgotten.events} events)", highlight=False)
     best = report.best_baseline()
     if best is not None and best in report.comparisons:
         console.print(comparison_sentence(MODEL_NAME, best, report.comparisons[best].as_dict()),

@@ -51,6 +51,7 @@ import pandas as pd
 
 from retrieval.text import item_text, words
 from training.errors import DataError
+from training.loaders import read_raw_table
 
 __all__ = ["MAX_RELEVANT", "SearchData", "SearchQuery", "SearchSplit", "load_search_data",
            "movielens_items", "movielens_queries", "normalize_query", "split_queries",
@@ -380,15 +381,7 @@ def movielens_items(directory: Path) -> pd.DataFrame:
     The training loaders drop the release year; the search queries use it for decades.
     """
     path = directory / "ml-100k.item"
-    try:
-        try:  # the file is UTF-8; read as the training loaders read it
-            frame = pd.read_csv(path, sep="\t", dtype=str, encoding="utf-8",
-                                keep_default_na=False)
-        except UnicodeDecodeError:
-            frame = pd.read_csv(path, sep="\t", dtype=str, encoding="latin-1",
-                                keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(str(path), None, None, f"cannot be read: {exc}") from exc
+    frame = read_raw_table(path, keep_default_na=False)  # as the training loaders read it
     frame.columns = [c.split(":", 1)[0] for c in frame.columns]
     for column in ("item_id", "movie_title", "class"):
         if column not in frame:
@@ -414,8 +407,8 @@ def load_search_data(source: str, seed: int, max_relevant: int = MAX_RELEVANT) -
             if not path.is_file():
                 raise DataError(str(path), None, None, "not found: expected 'ml-100k' or a "
                                 "directory written by `python -m training synth`")
-        items = pd.read_parquet(paths[0], columns=["item_id", "title", "category"])
-        queries = synthetic_queries(items, pd.read_parquet(paths[1]), max_relevant)
+        items = read_raw_table(paths[0], columns=["item_id", "title", "category"])
+        queries = synthetic_queries(items, read_raw_table(paths[1]), max_relevant)
     items = items.astype({"item_id": str, "title": str, "category": str})
     if not queries:
         raise DataError(source, None, None, "no usable search queries (each needs 1 to "

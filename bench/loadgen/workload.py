@@ -3,8 +3,14 @@ carries that item as the target its answer is scored against; optionally held-ou
 queries beside them, each scored against its set of relevant items.
 
 Histories come from the artifact (``histories.npz``, which already leaves the test item out);
-targets from the training checkpoint (``sequences.npz``: the last item of each sequence);
-search queries from the artifact's ``search/queries.parquet``.
+targets from the training checkpoint (``sequences.npz``: the last item of each sequence, opened
+in memory when sealed); search queries from the artifact's ``search/queries.parquet``.
+
+A pseudonymised artifact (``pseudonym_key_id`` in its manifest) names users by pseudonym only.
+Replaying them by ``user_id`` needs their clear ids, which only the training checkpoint (the
+private training zone) holds: with it, each pseudonym is matched to its clear id through the
+pseudonym key; without it, users are replayed by history. Clear ids stay in memory: nothing
+here writes them anywhere.
 
 Requests are indexed recommend first, then search: with ``u`` users and ``q`` queries, index
 ``i < u`` recommends for user ``i`` and index ``u + j`` searches query ``j``.
@@ -12,6 +18,7 @@ Requests are indexed recommend first, then search: with ``u`` users and ``q`` qu
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +29,14 @@ import numpy as np
 import pandas as pd
 
 from bench.loadgen.errors import ConfigError, WorkloadError
+from security.datadir import read_data
+from security.errors import SecurityError
+from security.pseudonym import Pseudonymiser
 from serving.schemas import MAX_HISTORY, RecommendRequest, SearchRequest
 
-__all__ = ["HeldOutQuery", "HeldOutUser", "Workload", "heldout_users", "load_search_queries",
-           "load_targets", "load_workload"]
+__all__ = ["HeldOutQuery", "HeldOutUser", "Workload", "artifact_pseudonymiser",
+           "checkpoint_sequences", "heldout_users", "load_search_queries", "load_targets",
+           "load_workload"]
 
 Mode = Literal["user", "history"]
 Split = Literal["validation", "test"]
@@ -145,18 +156,36 @@ def heldout_users(user_ids: Sequence[str], histories: Sequence[np.ndarray],
     return tuple(out)
 
 
-def load_targets(checkpoint: Path, user_ids: Sequence[str],
-                 histories: Sequence[np.ndarray]) -> list[int]:
-    """Held-out item index per user from a checkpoint's ``sequences.npz`` (last item).
-
-    Checks that each full sequence is the artifact's history plus one item.
-    """
+def checkpoint_sequences(checkpoint: Path) -> dict[str, np.ndarray]:
+    """Every user's full sequence in a checkpoint's ``sequences.npz``, by clear user id (the
+    file is decrypted in memory when sealed, with the data key file)."""
     path = checkpoint / "sequences.npz"
     if not path.exists():
         raise WorkloadError(f"{path} is missing: pass the training checkpoint directory")
-    with np.load(path, allow_pickle=False) as npz:
-        full = dict(zip(npz["user_ids"].tolist(), np.split(npz["flat"], npz["offsets"]),
+    try:
+        blob = read_data(path)
+    except (OSError, SecurityError) as exc:
+        raise WorkloadError(f"{path}: cannot be read: {exc}") from exc
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return dict(zip(npz["user_ids"].tolist(), np.split(npz["flat"], npz["offsets"]),
                         strict=True))
+
+
+def load_targets(checkpoint: Path, user_ids: Sequence[str], histories: Sequence[np.ndarray],
+                 pseudonymiser: Pseudonymiser | None = None) -> list[int]:
+    """Held-out item index per user from a checkpoint's ``sequences.npz`` (last item).
+
+    ``user_ids`` are the artifact's: pseudonyms under ``pseudonymiser`` when given, else clear
+    ids. Checks that each full sequence is the artifact's history plus one item.
+    """
+    full = checkpoint_sequences(checkpoint)
+    if pseudonymiser is not None:
+        full = {pseudonymiser.of(u): seq for u, seq in full.items()}
+    return _targets(full, user_ids, histories)
+
+
+def _targets(full: dict[str, np.ndarray], user_ids: Sequence[str],
+             histories: Sequence[np.ndarray]) -> list[int]:
     targets = []
     for user, hist in zip(user_ids, histories, strict=True):
         seq = full.get(str(user))
@@ -167,9 +196,37 @@ def load_targets(checkpoint: Path, user_ids: Sequence[str],
     return targets
 
 
+def artifact_pseudonymiser(artifact: Path, key_path: Path | None = None
+                           ) -> tuple[str | None, Pseudonymiser | None]:
+    """The pseudonym key id of ``artifact`` (None: clear ids) and, when it has one, the
+    pseudonymiser of ``key_path`` (default key file) if that file holds the same key. A bare
+    table directory without manifest.json counts as clear ids."""
+    path = artifact / "manifest.json"
+    if not path.exists():
+        return None, None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkloadError(f"{artifact}: cannot read manifest.json: {exc}") from exc
+    key_id = manifest.get("pseudonym_key_id")
+    if key_id is None:
+        return None, None
+    try:
+        pseudonymiser = Pseudonymiser.load(key_path)
+    except SecurityError:
+        return key_id, None
+    return key_id, pseudonymiser if pseudonymiser.key_id == key_id else None
+
+
 def load_workload(artifact: Path, checkpoint: Path | None = None, mode: Mode = "user",
-                  k: int = 10, limit: int | None = None) -> Workload:
-    """Held-out users of an artifact; targets (for quality) only when ``checkpoint`` is given."""
+                  k: int = 10, limit: int | None = None,
+                  pseudonym_key: Path | None = None) -> Workload:
+    """Held-out users of an artifact; targets (for quality) only when ``checkpoint`` is given.
+
+    For a pseudonymised artifact, users are replayed by their clear ids from ``checkpoint``
+    (matched through ``pseudonym_key``, default the default key file); without a checkpoint,
+    by history instead (the workload's ``mode`` says so).
+    """
     try:
         with np.load(artifact / "histories.npz", allow_pickle=False) as npz:
             user_ids = npz["user_ids"].tolist()
@@ -179,7 +236,23 @@ def load_workload(artifact: Path, checkpoint: Path | None = None, mode: Mode = "
         raise WorkloadError(f"{artifact}: cannot read histories.npz / items.parquet: {exc}") from exc
     if limit is not None:
         user_ids, histories = user_ids[:limit], histories[:limit]
-    targets = None if checkpoint is None else load_targets(checkpoint, user_ids, histories)
+    key_id, pseudonymiser = artifact_pseudonymiser(artifact, pseudonym_key)
+    targets = None
+    if checkpoint is None and key_id is not None:
+        mode = "history"  # pseudonyms only: a user_id request would be an unknown user
+    elif checkpoint is not None:
+        if key_id is not None and pseudonymiser is None:
+            raise WorkloadError(
+                f"{artifact}: user ids are pseudonymised with key id {key_id} and the pseudonym "
+                "key at hand is missing or another; set RECDRILL_PSEUDONYM_KEY to the key the "
+                "artifact was exported with, or replay without the checkpoint (by history)")
+        full = checkpoint_sequences(checkpoint)
+        clear = {u: u for u in full}
+        if pseudonymiser is not None:
+            clear = {pseudonymiser.of(u): u for u in full}
+            full = {p: full[u] for p, u in clear.items()}
+        targets = _targets(full, user_ids, histories)  # every user is in ``clear`` past this
+        user_ids = [clear[u] for u in user_ids]
     users = heldout_users(user_ids, histories, items["item_id"].astype(str).tolist(), targets)
     return Workload(users, mode, k)
 
