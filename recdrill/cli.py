@@ -11,23 +11,28 @@ from pathlib import Path
 
 import typer
 
+from recdrill.compliance_cli import compliance as compliance_command  # light, like serve
 from serving.cli import serve as serve_command  # light: Ray and the model load inside the command
 
 # Stage CLIs load only when their command runs: importing them all (torch and transformers
 # with training's) made ``recdrill --help`` take 6-9 s.
 STAGES = {
-    "data": ("training.cli", "Fetch, synthesise and train (python -m training)."),
+    "data": ("recdrill.data_cli", "Fetch, synthesise, train; forget a user, seal raw data, keys."),
     "export": ("export.cli", "Export and verify artifacts (python -m export)."),
     "replication": ("replication.cli",
                     "Publish, promote, rollback, backup, repair (python -m replication)."),
     "bench": ("bench.cli", "Open-loop load and benchmark suites (python -m bench)."),
     "drill": ("drills.cli", "Disaster-recovery drills: list, run, --dry-run (python -m drills)."),
     "region": ("drills.region_cli", "Regions: serve, global entry, status, writer role, publish."),
+    "audit": ("security.audit_cli", "The audit chain: verify (names every problem), show."),
+    "token": ("security.token_cli", "Bearer tokens with roles: create, list, revoke."),
 }
 
 app = typer.Typer(add_completion=False, help="recdrill: recommendation serving through faults.")
 app.command("serve", help="Serve the committed version on Ray Serve (python -m serving serve).")(
     serve_command)
+app.command("compliance", help="Where user data lives, key ages, pending forgets; exit 1 "
+                              "when out of policy.")(compliance_command)
 
 
 def _with_stages(command: str | None) -> typer.Typer:
