@@ -94,11 +94,15 @@ def parse_scenario(text: str, source: str = "<string>") -> Scenario:
 
 def _compose(text: str, source: str) -> tuple[yaml.MappingNode, Any, list[tuple[_Where, str]]]:
     """The document's node tree, its data, and its duplicate keys."""
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
         duplicates = [] if node is None else _duplicates(node, (), set())
         data = None if node is None else loader.construct_document(node)
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ScenarioError(f"{source}: YAML nested too deeply to read; a scenario needs a few "
+                            "levels of mappings and lists") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -108,10 +112,18 @@ def _compose(text: str, source: str) -> tuple[yaml.MappingNode, Any, list[tuple[
                        f"column {exc.context_mark.column + 1})")
         raise ScenarioError(f"{where}: YAML syntax error: {exc.problem or exc.context}"
                             f"{context}") from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = (f"#x{exc.character:04x}" if isinstance(exc.character, int)
+                else repr(exc.character))
+        raise ScenarioError(f"{source}:{line}:{column}: YAML error: character {char} is not "
+                            f"allowed in YAML ({exc.reason}); remove it") from exc
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{source}: YAML error: {exc}") from exc
+        raise ScenarioError(f"{source}: YAML error: {' '.join(str(exc).split())}") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise ScenarioError(f"{source}: the file is empty (or only comments); expected a mapping "
                             "of scenario fields (title, load, method, steady_state_hypothesis, ...)")
@@ -340,5 +352,10 @@ def _unwrap(tp: Any, step: _Key | None) -> Any:
 def _dotted(path: _Path) -> str:
     out = ""
     for step in path:
-        out += f"[{step}]" if isinstance(step, int) else f".{step}" if out else str(step)
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif not step or not step.isprintable() or step.strip() != step:
+            out += f"[{step!r}]"  # a key with line breaks or blanks would blur the message
+        else:
+            out += f".{step}" if out else step
     return out or "(top level)"

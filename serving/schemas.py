@@ -1,7 +1,8 @@
 """Wire schemas of the serving API (pydantic): what clients send and what they get back.
 
 Unknown fields are rejected and types are strict (``"k": "5"`` is an error, not 5), so a
-typo never silently changes an answer.
+typo never silently changes an answer. A number without a fraction is an integer, as JSON
+Schema says (``"k": 5.0`` is 5; ``5.5`` is an error): what /openapi.json calls valid is.
 
 Example:
     >>> RecommendRequest.model_validate({"history": ["i1", "i2"], "k": 3}).k
@@ -10,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -54,8 +56,15 @@ MAX_HISTORY = 1000
 MAX_QUERY_CHARS = 1000  # longer is refused; within it, what the encoder cannot read is cut
 
 
-_USER = {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}
-_HISTORY = {"required": ["history"], "properties": {"history": {"type": "array"}}}
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" includes 5.0; json parsers hand it over as a float.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_Int = Annotated[StrictInt, BeforeValidator(_integral)]
+_USER: dict[str, Any] = {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}
+_HISTORY: dict[str, Any] = {"required": ["history"],
+                            "properties": {"history": {"type": "array"}}}
 
 
 class RecommendRequest(BaseModel):
@@ -70,7 +79,7 @@ class RecommendRequest(BaseModel):
     history: list[StrictStr] | None = Field(
         None, min_length=1, max_length=MAX_HISTORY,
         description="Item ids, oldest first; only the newest max_seq_len are used.")
-    k: StrictInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    k: _Int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude_seen: StrictBool = Field(True, description="Leave out items already in the history.")
 
     @model_validator(mode="after")
@@ -91,7 +100,7 @@ class SearchRequest(BaseModel):
                              description="What the shopper typed (not blank). Text beyond the "
                                          "encoder's token limit is cut and the answer says "
                                          "truncated: true.")
-    k: StrictInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    k: _Int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
                                       description="Personalise by this known user's history "
                                                   "(at most one of user_id, history).")

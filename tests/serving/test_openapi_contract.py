@@ -55,7 +55,7 @@ def _bodies(fields: dict[str, list[Any]]) -> st.SearchStrategy[dict[str, Any]]:
 
 _COMMON = {"user_id": [None, "u0", "", 7, "x" * 257],
            "history": [None, [], ["i1"], ["i1", "i2"], [1], "i1"],
-           "k": [0, 1, 10, 100, 101, "5", 2.5, None, True],
+           "k": [0, 1, 10, 100, 101, "5", 2.5, 5.0, 100.0, 101.0, None, True],
            "colour": ["red"]}
 
 

@@ -1,0 +1,65 @@
+"""Hypothesis against a real grpc.aio server (``start_grpc_server`` inside a replica's entry
+server, no Ray): every method of recdrill.v1.Recommender and Health gets random bytes and
+well-formed messages with extreme values, sent as raw bytes. Only the expected statuses come
+back (never INTERNAL or UNKNOWN), and the server is healthy and answering afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from serving_factory import Artifacts
+
+from security.fuzzing import FuzzResult, examples_from_env, seed_from_env
+from serving.app import AppConfig
+from serving.fuzzing import GRPC_METHODS, fuzz_grpc, known_ids
+from serving.proto import recdrill_pb2 as pb
+from serving.proto import recdrill_pb2_grpc as pbg
+from serving.server import Endpoint, EntryServer
+from serving.service import RecommendService, ServiceConfig
+from serving.source import DirectorySource
+
+EXAMPLES = examples_from_env(1500)  # about 10 s here
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Artifacts) -> Iterator[tuple[EntryServer, Endpoint, RecommendService]]:
+    svc = RecommendService(DirectorySource(str(artifacts.root), str(artifacts.public_key)),
+                           replica="r0", node="n0", config=ServiceConfig())
+    svc.load("v1")
+    srv = EntryServer(svc, AppConfig(), "127.0.0.1", 0, 0)
+    endpoint = srv.start()
+    yield srv, endpoint, svc
+    srv.stop()
+
+
+def test_grpc_fuzz_gets_only_expected_statuses_and_the_server_survives(
+        server: tuple[EntryServer, Endpoint, RecommendService],
+        fuzz_report: list[FuzzResult]) -> None:
+    srv, ep, svc = server
+    result = fuzz_grpc(ep.grpc_target, examples=EXAMPLES, ids=known_ids(svc.runner),
+                       seed=seed_from_env())
+    fuzz_report.append(result)
+    print(result.summary_line())
+    assert not result.failures, "\n\n".join(f"{f.message}\n{f.reproduce}"
+                                            for f in result.failures)
+    assert {name.rsplit("/", 1)[1] for name in GRPC_METHODS} <= set(result.cases)
+    assert {"OK", "INVALID_ARGUMENT", "UNIMPLEMENTED"} <= set(result.outcomes)
+    srv.ping()
+    with grpc.insecure_channel(ep.grpc_target) as channel:
+        health = pbg.HealthStub(channel).Check(pb.HealthCheckRequest(), timeout=5)
+        answer = pbg.RecommenderStub(channel).Recommend(pb.RecommendRequest(user_id="u3", k=4),
+                                                        timeout=5)
+    assert health.status == pb.HealthCheckResponse.SERVING
+    assert (len(answer.items), answer.model_version) == (4, "v1")
+
+
+def test_known_ids_are_ones_the_version_answers_for(
+        server: tuple[EntryServer, Endpoint, RecommendService]) -> None:
+    ids = known_ids(server[2].runner, n=3)
+    with grpc.insecure_channel(server[1].grpc_target) as channel:
+        stub = pbg.RecommenderStub(channel)
+        assert stub.Recommend(pb.RecommendRequest(history=ids[:3], k=2), timeout=5).items
+        for user in ids[3:]:
+            assert stub.Recommend(pb.RecommendRequest(user_id=user, k=2), timeout=5).items
