@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar, get_args
@@ -153,22 +153,17 @@ def _sorted_unique(files: tuple[FileEntry, ...]) -> tuple[FileEntry, ...]:
     return files
 
 
-def _key_id(value: str) -> str:
-    if not _KEY_ID_RE.fullmatch(value):
-        raise ValueError(
-            f"expected 16 lowercase hex characters (see export.signing.key_id_of), "
-            f"found {value!r}"
-        )
-    return value
+def _hex16(source: str) -> Callable[[str], str]:
+    """A validator of a 16-hex key id; ``source`` says where such ids come from."""
+    def check(value: str) -> str:
+        if not _KEY_ID_RE.fullmatch(value):
+            raise ValueError(f"expected 16 lowercase hex characters ({source}), found {value!r}")
+        return value
+    return check
 
 
-def _pseudonym_key_id(value: str) -> str:
-    if not _KEY_ID_RE.fullmatch(value):
-        raise ValueError(
-            f"expected 16 lowercase hex characters (security.pseudonym.Pseudonymiser.key_id), "
-            f"found {value!r}"
-        )
-    return value
+_key_id = _hex16("see export.signing.key_id_of")
+_pseudonym_key_id = _hex16("security.pseudonym.Pseudonymiser.key_id")
 
 
 def _non_empty(value: str) -> str:
