@@ -133,7 +133,7 @@ def _replica_targets(config: FuzzConfig) -> list[Any]:
                                              ids=known_ids(service.runner), seed=config.seed)))
         if "http" in config.targets:
             results.append(_logged(fuzz_http(endpoint.http_url, examples=config.examples,
-                                             seed=config.seed,
+                                             seed=config.seed, ids=known_ids(service.runner),
                                              headers={"Authorization": f"Bearer {admin}"})))
         try:
             server.ping()
@@ -145,8 +145,8 @@ def _replica_targets(config: FuzzConfig) -> list[Any]:
         server.stop()
     if tree_digest(config.artifact) != before:
         problems.append(f"{config.artifact} changed while the replica was fuzzed")
-    results.append(FuzzResult("replica", {"post-checks": 1}, tuple(
-        FuzzFailure("replica", "survives", p, "") for p in problems)))
+    results.append(FuzzResult("replica", {"post-checks": 1}, {"held": int(not problems)},
+                              tuple(FuzzFailure("replica", "survives", p, "") for p in problems)))
     return results
 
 

@@ -7,8 +7,8 @@ What counts as a failure:
     unsupported methods, responses within ``max_response_time_s``), plus ours: a schema-valid
     recommend or search may be refused (422) only for ids unknown to the model version;
   * gRPC — any status but OK, INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED, RESOURCE_EXHAUSTED or
-    UNAVAILABLE (INTERNAL and UNKNOWN mean an unhandled error), or an OK answer that does not
-    decode as the method's response.
+    UNAVAILABLE (INTERNAL and UNKNOWN mean an unhandled error), an error message too long for
+    the client to receive, or an OK answer that does not decode as the method's response.
 
 Both need the dev extra (schemathesis, hypothesis); they are imported when a fuzzer runs.
 
@@ -25,6 +25,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -37,7 +38,7 @@ from serving.proto import recdrill_pb2 as pb
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["GRPC_ALLOWED", "GRPC_METHODS", "fuzz_grpc", "fuzz_http", "grpc_cases",
+__all__ = ["GRPC_ALLOWED", "GRPC_METHODS", "KnownIds", "fuzz_grpc", "fuzz_http", "grpc_cases",
            "known_ids"]
 
 #: method path -> (request, response) message types
@@ -62,27 +63,35 @@ _UNKNOWN_METHOD = "/recdrill.v1.Recommender/Nope"  # must answer UNIMPLEMENTED
 _registered = False
 
 
-def known_ids(runner: Any, n: int = 5) -> tuple[str, ...]:
-    """The ``n`` most popular item ids of a version (``runner``: a ``ModelRunner``), then a
-    user id when it stores clear ones: some generated messages then reach the model, not only
-    the validators."""
+@dataclass(frozen=True)
+class KnownIds:
+    """Ids a version knows (``known_ids``): fuzzers mix them in so that some generated
+    requests reach the model, not only the validators."""
+
+    items: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+
+def known_ids(runner: Any, n: int = 5) -> KnownIds:
+    """The ``n`` most popular item ids of a version (``runner``: a ``ModelRunner``), and a user
+    id when it stores clear ones (not pseudonyms)."""
     catalog = runner.catalog
     popular = catalog.popular[:n]
     items = catalog.items_json(Ranked(popular, np.ones(len(popular), np.float32), True))
     user = catalog.some_user
-    return (*(item["item_id"] for item in items), *([user] if user else []))
+    return KnownIds(tuple(item["item_id"] for item in items), () if user is None else (user,))
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 
 def fuzz_http(base_url: str, *, examples: int, headers: dict[str, str] | None = None,
-              ids: Sequence[str] = (), seed: int | None = None,
+              ids: KnownIds | None = None, seed: int | None = None,
               max_response_time_s: float = 10.0) -> FuzzResult:
     """Run schemathesis (every phase, every check, positive and negative data, at most
     ``examples`` per operation and phase) against the schema ``base_url`` serves at
     /openapi.json. ``headers`` go with every request (an admin token exercises /admin);
-    a third of the generated strings are drawn from ``ids`` (``known_ids``), so that
-    schema-valid bodies also reach the model."""
+    in half the schema-valid bodies, history items and user ids are swapped for ``ids``
+    (``known_ids``), so that they also reach the model."""
     import schemathesis
     from schemathesis.config import SchemathesisConfig
     from schemathesis.engine import StopReason, events, from_schema
@@ -92,22 +101,20 @@ def fuzz_http(base_url: str, *, examples: int, headers: dict[str, str] | None = 
         "enabled": True, "max_response_time": max_response_time_s,
         "positive_data_acceptance": {"expected-statuses": _POSITIVE_STATUSES},
         "negative_data_rejection": {"expected-statuses": _NEGATIVE_STATUSES}}
-    generation: dict[str, Any] = {"mode": "all", "max-examples": examples}
     config: dict[str, Any] = {
         "headers": dict(headers or {}),
-        "generation": generation,
+        "generation": {"mode": "all", "max-examples": examples},
         "checks": checks,
         "workers": 1,
         "operations": [{"include-path": list(_SEMANTIC_422), "checks": {
             **checks, "positive_data_acceptance": {"expected-statuses": [
                 *_POSITIVE_STATUSES, "422"]}}}],
     }
-    if ids:
-        config["dictionaries"] = {"ids": {"values": list(ids)}}
-        generation["dictionaries"] = {"string": {"dictionary": "ids", "probability": 0.3}}
     config["seed"] = seed = random.randrange(2**32) if seed is None else seed  # reported
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json",
                                            config=SchemathesisConfig.from_dict(config))
+    if ids is not None and ids.items:
+        _prefer_known_ids(schema, ids)
     started = time.perf_counter()
     cases: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -141,6 +148,29 @@ def fuzz_http(base_url: str, *, examples: int, headers: dict[str, str] | None = 
                       time.perf_counter() - started, seed, tuple(notes))
 
 
+def _prefer_known_ids(schema: Any, ids: KnownIds) -> None:
+    """Swap, in half the positive cases (the same half for the same body, so shrinking holds),
+    the generated history items and user id for ones the version knows: strings for strings,
+    so a schema-valid body stays valid."""
+
+    @schema.hook
+    def map_case(context: Any, case: Any) -> Any:
+        body, meta = case.body, case.meta
+        if meta is None or not meta.generation.mode.is_positive or not isinstance(body, dict):
+            return case
+        rng = random.Random(repr(body))
+        if rng.random() < 0.5:
+            return case
+        swapped = dict(body)
+        if isinstance(body.get("history"), list):
+            swapped["history"] = [rng.choice(ids.items) if isinstance(x, str) else x
+                                  for x in body["history"]]
+        if ids.users and isinstance(body.get("user_id"), str):
+            swapped["user_id"] = rng.choice(ids.users)
+        case.body = swapped
+        return case
+
+
 def _register_checks() -> None:
     """Register ``unknown_ids_only`` once per process (schemathesis keeps a global registry)."""
     global _registered
@@ -169,19 +199,20 @@ def _register_checks() -> None:
 
 # -- gRPC ---------------------------------------------------------------------------------------
 
-def grpc_cases(ids: Sequence[str] = ()) -> SearchStrategy[tuple[str, bytes]]:
+def grpc_cases(ids: KnownIds | None = None) -> SearchStrategy[tuple[str, bytes]]:
     """A hypothesis strategy of ``(method, raw request bytes)``: random bytes, and valid
     messages with extreme values (huge and negative k, empty, huge and unicode strings, long
     histories, ``ids`` the version knows), whole or cut short."""
     from hypothesis import strategies as st
 
+    known = [] if ids is None else [*ids.items, *ids.users]
     text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
     strings = st.one_of(text, st.sampled_from(["", " ", "\t\n", "u0", "i1", "ghost", "\u202e",
-                                               "🛒" * 50, *ids]),
+                                               "🛒" * 50, *known]),
                         st.integers(900, 1100).map(lambda n: "q" * n),
                         st.integers(60_000, 70_000).map(lambda n: "x" * n))
     history = st.one_of(st.lists(strings, max_size=12),
-                        st.integers(990, 2000).map(lambda n: [ids[0] if ids else "i1"] * n))
+                        st.integers(990, 2000).map(lambda n: [(known or ["i1"])[0]] * n))
     k = st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(-2, 102))
     messages = {
         "/recdrill.v1.Recommender/Recommend": st.builds(
@@ -210,8 +241,8 @@ def _serialised(method: str, messages: SearchStrategy[Any]) -> SearchStrategy[tu
     return messages.map(lambda message: (method, message.SerializeToString()))
 
 
-def fuzz_grpc(target: str, *, examples: int, ids: Sequence[str] = (), seed: int | None = None,
-              metadata: Sequence[tuple[str, str]] = ()) -> FuzzResult:
+def fuzz_grpc(target: str, *, examples: int, ids: KnownIds | None = None,
+              seed: int | None = None, metadata: Sequence[tuple[str, str]] = ()) -> FuzzResult:
     """Send ``examples`` generated requests (``grpc_cases``) as raw bytes to the server at
     ``target`` (host:port), so malformed protobufs reach it; each answer must be an allowed
     status (``GRPC_ALLOWED``) and an OK one must decode as the method's response."""
@@ -225,10 +256,10 @@ def fuzz_grpc(target: str, *, examples: int, ids: Sequence[str] = (), seed: int 
             try:
                 answer = calls[method](raw, timeout=_CALL_TIMEOUT_S, metadata=tuple(metadata))
             except grpc.RpcError as exc:
-                code = exc.code()  # type: ignore[attr-defined]
-                if code not in GRPC_ALLOWED:
-                    raise AssertionError(f"{method}: {code.name}: "
-                                         f"{exc.details()}") from None  # type: ignore[attr-defined]
+                code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+                # the client's own RESOURCE_EXHAUSTED: the server's message was too long to carry
+                if code not in GRPC_ALLOWED or "metadata size exceeds" in details:
+                    raise AssertionError(f"{method}: {code.name}: {details}") from None
                 return name, code.name
             if method not in GRPC_METHODS:
                 raise AssertionError(f"{method}: answered OK, expected UNIMPLEMENTED")

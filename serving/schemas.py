@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import reprlib
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -54,6 +55,10 @@ __all__ = [
 MAX_K = 100
 MAX_HISTORY = 1000
 MAX_QUERY_CHARS = 1000  # longer is refused; within it, what the encoder cannot read is cut
+_MAX_ID_CHARS = 256  # a user or item id
+_MAX_PROBLEMS = 5  # an error message names this many, then counts the rest
+_FOUND = reprlib.Repr()  # depth-safe and short (keyword arguments need Python 3.12)
+_FOUND.maxlevel, _FOUND.maxstring, _FOUND.maxother = 3, 60, 60
 
 
 def _integral(value: Any) -> Any:
@@ -62,6 +67,7 @@ def _integral(value: Any) -> Any:
 
 
 _Int = Annotated[StrictInt, BeforeValidator(_integral)]
+_ItemId = Annotated[StrictStr, Field(max_length=_MAX_ID_CHARS)]
 _USER: dict[str, Any] = {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}
 _HISTORY: dict[str, Any] = {"required": ["history"],
                             "properties": {"history": {"type": "array"}}}
@@ -76,7 +82,7 @@ class RecommendRequest(BaseModel):
 
     user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
                                       description="A user known to the model version.")
-    history: list[StrictStr] | None = Field(
+    history: list[_ItemId] | None = Field(
         None, min_length=1, max_length=MAX_HISTORY,
         description="Item ids, oldest first; only the newest max_seq_len are used.")
     k: _Int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
@@ -104,7 +110,7 @@ class SearchRequest(BaseModel):
     user_id: StrictStr | None = Field(None, min_length=1, max_length=256,
                                       description="Personalise by this known user's history "
                                                   "(at most one of user_id, history).")
-    history: list[StrictStr] | None = Field(
+    history: list[_ItemId] | None = Field(
         None, min_length=1, max_length=MAX_HISTORY,
         description="Personalise by these item ids, oldest first (at most one of user_id, "
                     "history).")
@@ -161,7 +167,7 @@ class FeedbackRequest(BaseModel):
 
     model_version: StrictStr = Field(..., min_length=1, max_length=256,
                                      description="model_version of the answer shown.")
-    items: list[StrictStr] = Field(..., min_length=1, max_length=MAX_K,
+    items: list[_ItemId] = Field(..., min_length=1, max_length=MAX_K,
                                    description="The answer's item ids, best first.")
     item_id: StrictStr = Field(..., min_length=1, max_length=256,
                                description="The item the user took (a hit if in items[:10]).")
@@ -230,16 +236,24 @@ class PromoteRequest(BaseModel):
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: ``field: what is wrong (found X)``."""
+    """One part per problem, the first five: ``field: what is wrong (found X)``.
+
+    Bounded whatever the body: a field name or value is cut short and nested values are
+    elided (``[[[[...]]]]``), so a message fits a gRPC status and never recurses."""
+    errors = exc.errors(include_url=False)
     parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(x) for x in err["loc"]) or "body"
+    for err in errors[:_MAX_PROBLEMS]:
+        where = _clip(".".join(str(x) for x in err["loc"]) or "body")
         msg = err["msg"].removeprefix("Value error, ")
-        found = repr(err["input"])
-        found = found if len(found) <= 60 else found[:57] + "..."
-        parts.append(f"{where}: {msg} (found {found})" if err["type"] != "missing"
-                     else f"{where}: {msg}")
+        parts.append(f"{where}: {msg} (found {_clip(_FOUND.repr(err['input']))})"
+                     if err["type"] != "missing" else f"{where}: {msg}")
+    if len(errors) > _MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - _MAX_PROBLEMS} more")
     return "; ".join(parts)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 _Body = TypeVar("_Body", bound=BaseModel)

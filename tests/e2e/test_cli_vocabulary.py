@@ -15,7 +15,7 @@ import typer.main
 pytestmark = pytest.mark.unit
 
 CLIS = ["bench.cli", "drills.cli", "export.cli", "recdrill.cli", "recdrill.data_cli",
-        "replication.cli", "serving.cli", "training.cli"]
+        "recdrill.fuzz", "replication.cli", "serving.cli", "training.cli"]
 
 
 # typer >= 0.2x carries its own copy of click: duck-type its commands and parameters.

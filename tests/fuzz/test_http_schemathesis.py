@@ -1,6 +1,8 @@
 """Schemathesis against a real replica's HTTP server (uvicorn on loopback, no Ray), from the
 OpenAPI it publishes: every phase and check, positive and negative data, admin routes with
-the admin token. The replica must come out ready and answering, its artifacts untouched."""
+the admin token. The replica serves a version that carries product search (the pretrained
+encoder), so /v1/search runs the tokenizer and the model, not only its validation. It must
+come out ready and answering, its artifacts untouched."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_factory import Artifacts
+from serving_factory import Artifacts, build_search_artifact
 
 from export.fuzzing import tree_digest
 from security.fuzzing import FuzzResult, examples_from_env, seed_from_env
@@ -23,14 +26,20 @@ from serving.source import DirectorySource
 from serving.testing import http_status
 
 ADMIN = "fuzz-admin-token"
-EXAMPLES = examples_from_env(40)  # per operation and phase: about 15 s here
+EXAMPLES = examples_from_env(40)  # per operation and phase: about 20 s here
 
 
 @pytest.fixture(scope="module")
-def server(artifacts: Artifacts) -> Iterator[tuple[EntryServer, Endpoint]]:
-    svc = RecommendService(DirectorySource(str(artifacts.root), str(artifacts.public_key)),
+def searchable(artifacts: Artifacts) -> Path:
+    """The root holding version ``s1``, which carries search (built once, ~25 s)."""
+    return build_search_artifact(artifacts, "s1").parent
+
+
+@pytest.fixture(scope="module")
+def server(artifacts: Artifacts, searchable: Path) -> Iterator[tuple[EntryServer, Endpoint]]:
+    svc = RecommendService(DirectorySource(str(searchable), str(artifacts.public_key)),
                            replica="r0", node="n0", config=ServiceConfig())
-    svc.load("v1")
+    svc.load("s1")
     srv = EntryServer(svc, AppConfig(admin_token=ADMIN), "127.0.0.1", 0, 0)
     endpoint = srv.start()
     yield srv, endpoint
@@ -56,10 +65,10 @@ def _paths(base_url: str) -> set[str]:
 
 
 def test_schemathesis_finds_nothing_and_the_replica_survives(
-        server: tuple[EntryServer, Endpoint], artifacts: Artifacts,
+        server: tuple[EntryServer, Endpoint], searchable: Path,
         fuzz_report: list[FuzzResult]) -> None:
     srv, ep = server
-    before = tree_digest(artifacts.root)
+    before = tree_digest(searchable)
     result = fuzz_http(ep.http_url, examples=EXAMPLES, seed=seed_from_env(),
                        headers={"Authorization": f"Bearer {ADMIN}"},
                        ids=known_ids(srv.service.runner))
@@ -69,18 +78,20 @@ def test_schemathesis_finds_nothing_and_the_replica_survives(
         f"{f.target} [{f.check}] {f.message}\n{f.reproduce}" for f in result.failures)
     assert not result.notes
     assert set(result.cases) == _paths(ep.http_url)  # every operation, admin ones included
-    assert {"200", "202", "409", "422"} <= set(result.outcomes)  # answered, refused, both
+    assert {"200", "202", "409", "422"} <= set(result.outcomes)  # answered and refused
     # still alive, ready and answering; the admin token the fuzzer sent works
     srv.ping()
     assert http_status(ep.http_url + "/readyz") == 200
-    assert _post(ep.http_url + "/admin/promote", {"version": "v1"}, ADMIN)[0] == 200
+    assert _post(ep.http_url + "/admin/promote", {"version": "s1"}, ADMIN)[0] == 200
     code, answer = _post(ep.http_url + "/v1/recommend", {"user_id": "u3", "k": 5})
-    assert (code, len(answer["items"]), answer["model_version"]) == (200, 5, "v1")
+    assert (code, len(answer["items"]), answer["model_version"]) == (200, 5, "s1")
+    code, answer = _post(ep.http_url + "/v1/search", {"query": "coffee mug", "k": 3})
+    assert (code, len(answer["items"]), answer["degraded"]) == (200, 3, False)
     # admin actions load versions: none may have written into the artifacts
-    assert tree_digest(artifacts.root) == before
+    assert tree_digest(searchable) == before
 
 
-@pytest.mark.parametrize("version", ["/", "../artifacts/v1", "v1/../v2", "v1\n", "a\x00b", ""])
+@pytest.mark.parametrize("version", ["/", "../artifacts/v1", "s1/../s1", "s1\n", "a\x00b", ""])
 def test_admin_refuses_a_version_that_is_a_path(server: tuple[EntryServer, Endpoint],
                                                 version: str) -> None:
     """Found fuzzing the admin routes: "/" had the replica hash its way through the whole
@@ -97,3 +108,17 @@ def test_a_whole_float_k_is_an_integer_as_the_schema_says(server: tuple[EntrySer
     assert code == status, answer
     if k == 5.0:
         assert len(answer["items"]) == 5
+
+
+@pytest.mark.parametrize("route", ["/v1/recommend", "/v1/search", "/v1/feedback"])
+def test_a_deeply_nested_body_is_a_422(server: tuple[EntryServer, Endpoint], route: str) -> None:
+    """Found fuzzing: orjson reads JSON nested up to 1024 deep, and the error message's repr of
+    the value then overflowed the stack (RecursionError: a 503 "internal error")."""
+    deep = "[" * 1020 + "]" * 1020
+    req = urllib.request.Request(server[1].http_url + route,
+                                 f'{{"history": {deep}}}'.encode(),
+                                 {"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    answer = json.loads(err.value.read())
+    assert err.value.code == 422 and "[[[[...]]]]" in answer["error"], answer

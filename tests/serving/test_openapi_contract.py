@@ -53,10 +53,11 @@ def _bodies(fields: dict[str, list[Any]]) -> st.SearchStrategy[dict[str, Any]]:
         lambda d: {k: v for k, v in d.items() if v is not _ABSENT})
 
 
-_COMMON = {"user_id": [None, "u0", "", 7, "x" * 257],
-           "history": [None, [], ["i1"], ["i1", "i2"], [1], "i1"],
-           "k": [0, 1, 10, 100, 101, "5", 2.5, 5.0, 100.0, 101.0, None, True],
-           "colour": ["red"]}
+_COMMON: dict[str, list[Any]] = {
+    "user_id": [None, "u0", "", 7, "x" * 257],
+    "history": [None, [], ["i1"], ["i1", "i2"], [1], "i1", ["x" * 257]],
+    "k": [0, 1, 10, 100, 101, "5", 2.5, 5.0, 100.0, 101.0, None, True],
+    "colour": ["red"]}
 
 
 @settings(max_examples=400, deadline=None)
