@@ -313,11 +313,40 @@ def create_app(service: RecommendService, config: AppConfig | None = None,
         """Back to the version served before the current one."""
         return await _admin(request, "rollback", False)
 
+    _declare_security(app, access)
     app.state.hot_routes = {("POST", "/v1/recommend"): recommend,
                             ("POST", "/v1/search"): search,
                             ("POST", "/v1/feedback"): feedback,
                             ("GET", "/readyz"): lambda _request: readyz()}
     return app
+
+
+_READ_ROUTES = ("/v1/recommend", "/v1/search", "/v1/feedback")
+
+
+def _declare_security(app: FastAPI, access: Authorizer) -> None:
+    """Say in /openapi.json which routes need a bearer token, as ``access`` enforces it: the
+    data routes unless reads are open, the admin routes whenever they are on."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        schema.setdefault("components", {})["securitySchemes"] = {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "A recdrill token (recdrill token create); role reader for the data "
+                           "routes, operator for the admin routes."}}
+        for path, item in schema.get("paths", {}).items():
+            guarded = (path in _READ_ROUTES and not access.reads_open) or (
+                path.startswith("/admin/") and access.operators_enabled)
+            if guarded:
+                for operation in item.values():
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class FastPath:

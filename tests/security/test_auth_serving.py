@@ -154,3 +154,13 @@ def test_a_revoked_token_is_refused_within_seconds_on_both_protocols(setup: Setu
     assert time.monotonic() - t0 < 3.0
     assert _grpc(setup.endpoint.grpc_target, token) == grpc.StatusCode.UNAUTHENTICATED
     assert _post(url, {"user_id": "u1"}, setup.reader)[0] == 200  # the others still work
+
+
+def test_openapi_says_which_routes_need_a_token(setup: Setup) -> None:
+    with urllib.request.urlopen(setup.endpoint.http_url + "/openapi.json", timeout=5) as resp:
+        doc = json.loads(resp.read())
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    secured = {path for path, item in doc["paths"].items()
+               if any("security" in op for op in item.values())}
+    assert secured == {"/v1/recommend", "/v1/search", "/v1/feedback", "/admin/reload",
+                       "/admin/promote", "/admin/rollback"}
