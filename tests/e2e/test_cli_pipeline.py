@@ -23,8 +23,10 @@ def _run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Comp
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    keys = tmp_path_factory.mktemp("keys")
-    return {**os.environ, "RECDRILL_KEY_DIR": str(keys), "PYTHONWARNINGS": "ignore"}
+    keys, state = tmp_path_factory.mktemp("keys"), tmp_path_factory.mktemp("state")
+    # Keys and the audit chain they anchor go together: another key dir, another log.
+    return {**os.environ, "RECDRILL_KEY_DIR": str(keys), "RECDRILL_STATE_DIR": str(state),
+            "PYTHONWARNINGS": "ignore"}
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,7 @@ def test_a_version_under_another_key_is_refused_and_the_old_one_keeps_serving(
 def test_no_key_configured_refuses_by_name(world: World, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECDRILL_KEY_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("RECDRILL_STATE_DIR", str(tmp_path / "state"))
     svc = RecommendService(DirectorySource(str(world.root), str(world.public_key)),
                            replica="r0", node="n0",
                            config=ServiceConfig(users=UserPrivacy(None, str(tmp_path / "f"))))
