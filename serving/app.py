@@ -52,6 +52,7 @@ from serving.errors import (
 )
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import (
+    MAX_VALID_BODY_BYTES,
     AdminAnswer,
     ErrorBody,
     FeedbackRequest,
@@ -83,7 +84,7 @@ TIMEOUT_HEADER = "x-request-timeout-ms"
 class AppConfig:
     """HTTP- and gRPC-level settings: body limit, credentials and the audit log."""
 
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = MAX_VALID_BODY_BYTES  # 1.55 MB: every schema-valid body fits
     api_token: str | None = None  # static token of role reader (None: see security.access)
     admin_token: str | None = None  # static token of role operator
     tokens_file: str | None = None  # the token table (security.tokens); None: static only

@@ -32,6 +32,7 @@ from serving.errors import InvalidRequest
 __all__ = [
     "MAX_HISTORY",
     "MAX_K",
+    "MAX_VALID_BODY_BYTES",
     "AdminAnswer",
     "ErrorBody",
     "FeedbackRequest",
@@ -56,6 +57,11 @@ MAX_K = 100
 MAX_HISTORY = 1000
 MAX_QUERY_CHARS = 1000  # longer is refused; within it, what the encoder cannot read is cut
 _MAX_ID_CHARS = 256  # a user or item id
+#: The largest body the schemas admit, every character written as a 6-byte ``\uXXXX`` escape,
+#: plus room for the other fields: the HTTP body limit is this, so no schema-valid request is
+#: ever refused for its size (and any body over it necessarily breaks the schema).
+MAX_VALID_BODY_BYTES = MAX_HISTORY * (_MAX_ID_CHARS * 6 + 3) + 3 * 256 * 6 + MAX_QUERY_CHARS * 6 \
+    + 4096
 _MAX_PROBLEMS = 5  # an error message names this many, then counts the rest
 _FOUND = reprlib.Repr()  # depth-safe and short (keyword arguments need Python 3.12)
 _FOUND.maxlevel, _FOUND.maxstring, _FOUND.maxother = 3, 60, 60
@@ -67,7 +73,7 @@ def _integral(value: Any) -> Any:
 
 
 _Int = Annotated[StrictInt, BeforeValidator(_integral)]
-_ItemId = Annotated[StrictStr, Field(max_length=_MAX_ID_CHARS)]
+_ItemId = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_ID_CHARS)]
 _USER: dict[str, Any] = {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}
 _HISTORY: dict[str, Any] = {"required": ["history"],
                             "properties": {"history": {"type": "array"}}}

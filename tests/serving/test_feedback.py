@@ -129,7 +129,7 @@ BAD_FEEDBACK: list[tuple[bytes | dict[str, Any], int, str]] = [
      "item_id: String should have at least 1 character"),
     ({"model_version": "v1", "items": ["i1"], "item_id": "i1", "user": "u1"}, 422,
      "user: Extra inputs are not permitted"),
-    (b'{"items": ["' + b"x" * 70000 + b'"]}', 413, "over the 65536-byte limit"),
+    (b'{"items": ["' + b"x" * 1_600_000 + b'"]}', 413, "over the 1553704-byte limit"),
 ]
 
 

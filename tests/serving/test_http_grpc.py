@@ -65,7 +65,7 @@ BAD_INPUTS: list[tuple[bytes | dict[str, Any], int, str]] = [
     ({"user_id": "ghost"}, 422, "user_id 'ghost' is unknown"),
     ({"k": 3}, 422, "exactly one of user_id or history"),
     ({"user_id": "u0", "history": ["i1"]}, 422, "exactly one of user_id or history"),
-    (b'{"history": ["' + b"x" * 70000 + b'"]}', 413, "over the 65536-byte limit"),
+    (b'{"history": ["' + b"x" * 1_600_000 + b'"]}', 413, "over the 1553704-byte limit"),
 ]
 
 
