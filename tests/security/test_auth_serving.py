@@ -17,18 +17,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
 
-from serving_factory import Artifacts, build_artifacts  # noqa: E402
+from serving_factory import Artifacts, build_artifacts
 
-from security.audit import AuditLog  # noqa: E402
-from security.tokens import Role, TokenTable  # noqa: E402
-from serving.app import AppConfig  # noqa: E402
-from serving.frontdoor import FrontDoor, FrontDoorConfig  # noqa: E402
-from serving.proto import recdrill_pb2 as pb  # noqa: E402
-from serving.proto import recdrill_pb2_grpc as pbg  # noqa: E402
-from serving.server import Endpoint, EntryServer  # noqa: E402
-from serving.service import RecommendService, ServiceConfig  # noqa: E402
-from serving.source import DirectorySource  # noqa: E402
-from serving.testing import free_port, poll_until  # noqa: E402
+from security.audit import AuditLog
+from security.tokens import Role, TokenTable
+from serving.app import AppConfig
+from serving.frontdoor import FrontDoor, FrontDoorConfig
+from serving.proto import recdrill_pb2 as pb
+from serving.proto import recdrill_pb2_grpc as pbg
+from serving.server import Endpoint, EntryServer
+from serving.service import RecommendService, ServiceConfig
+from serving.source import DirectorySource
+from serving.testing import free_port, poll_until
 
 pytestmark = pytest.mark.integration
 
