@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from drills.errors import EnvironmentError_
 from drills.scenario import Scenario
+from export.manifest import hash_file
 from security.audit import AuditEntry, record
 from security.errors import SecurityError
 from security.paths import audit_log_path
@@ -60,19 +60,11 @@ def drill_started(scenario: Scenario, out: Path, audit_log: Path | None = None,
     return DrillAudit(path, scenario.title, entry, actor)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def drill_finished(started: DrillAudit, journal: Mapping[str, Any]) -> AuditEntry | None:
     """Record ``drill.finish`` (status, held, breach, report paths and digests); a failure to
     record is logged, not raised: the drill is over and its report written."""
     paths = {k: Path(v) for k, v in (journal.get("paths") or {}).items()}
-    digests = {p.name: _sha256(p) for p in paths.values() if p.is_file()}
+    digests = {p.name: hash_file(p)[0] for p in paths.values() if p.is_file()}
     details = {"status": journal.get("status"), "held": journal.get("held"),
                "breach": journal.get("breach"), "error": journal.get("error"),
                "report": str(paths["report"]) if "report" in paths else None,
