@@ -46,3 +46,23 @@ def _disallow_ray_init(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 
         monkeypatch.setattr(ray, "init", _refuse)
     yield
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After pytest's own summary: one last line naming every failed or errored test with the
+    first line of its reason, so a CI page that keeps only the tail still says what broke."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    bad = [r for key in ("failed", "error") for r in reporter.stats.get(key, [])]
+    if not bad:
+        return
+
+    def _why(report: pytest.TestReport) -> str:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(report.longrepr)
+        return text.strip().splitlines()[0][:160] if text.strip() else "?"
+
+    names = "; ".join(f"{r.nodeid} [{r.when}] {_why(r)}" for r in bad)
+    reporter.write_line(f"recdrill: {len(bad)} not passed: {names}")

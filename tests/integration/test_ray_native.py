@@ -82,8 +82,10 @@ def test_serve_run_config_then_recdrill_serve_leaves_the_other_app_alone(
         assert info, recdrill.stderr.read()[-3000:] if recdrill.poll() is not None else "no line"
         door = info["frontdoor"]
         assert door["http"] == f"http://127.0.0.1:{door_http}"
-        replicas = {_post(door["http"])["replica"] for _ in range(8)}
-        assert len(replicas) == 2  # one address, both replicas behind it
+        seen: set[str] = set()  # one address, both replicas behind it (HAProxy may need a
+        # second health check to mark a just-started replica UP, so ask until both answered)
+        wait_until(lambda: seen.add(_post(door["http"])["replica"]) or len(seen) == 2, 30, 0.05,
+                   what="both replicas through the front door")
         with grpc.insecure_channel(door["grpc"]) as channel:
             answer = pbg.RecommenderStub(channel).Recommend(
                 pb.RecommendRequest(user_id="u1", k=3), timeout=10)

@@ -150,8 +150,8 @@ def test_a_revoked_token_is_refused_within_seconds_on_both_protocols(setup: Setu
     assert poll_until(lambda: _post(url, {"user_id": "u1"}, token)[0] == 200, 5.0)
     t0 = time.monotonic()
     setup.table.revoke("temp")
-    assert poll_until(lambda: _post(url, {"user_id": "u1"}, token)[0] == 401, 5.0)
-    assert time.monotonic() - t0 < 3.0
+    assert poll_until(lambda: _post(url, {"user_id": "u1"}, token)[0] == 401, 10.0)
+    assert time.monotonic() - t0 < 5.0  # the table is re-read once a second; margin for CI
     assert _grpc(setup.endpoint.grpc_target, token) == grpc.StatusCode.UNAUTHENTICATED
     assert _post(url, {"user_id": "u1"}, setup.reader)[0] == 200  # the others still work
 

@@ -203,8 +203,9 @@ def test_front_door_serves_tls_and_checks_tls_replicas_up(stack: Stack, tmp_path
         wait_until(lambda: set(_checks(stats_port).values()) == {("UP", "L7OK")}, 10.0,
                    what="HAProxy to check every TLS replica")
         assert set(_checks(stats_port)) == {"r0", "r1", "g0", "g1"}
-        replicas = {_https_post(door.http_url, stack.pki.ca_cert)["replica"] for _ in range(4)}
-        assert replicas == {"r0", "r1"}
+        seen: set[str] = set()  # round robin; a check that flaps on a busy machine skips one
+        wait_until(lambda: seen.add(_https_post(door.http_url, stack.pki.ca_cert)["replica"])
+                   or seen == {"r0", "r1"}, 10.0, 0.02, what="both replicas through the door")
         assert len(_grpc_recommend(door.grpc_target, stack.pki.ca_cert).items) == 3
         with pytest.raises(urllib.error.URLError):
             _https_post(door.http_url, stack.other.ca_cert)
