@@ -77,7 +77,28 @@ __all__ = ["AppConfig", "FastPath", "create_app"]
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
+DRAIN_BYTES = 8 * 1024 * 1024  # an oversized body up to this is read (and dropped) before 413
 TIMEOUT_HEADER = "x-request-timeout-ms"
+
+
+async def _drain(request: Request) -> None:
+    """Read what is left of the body and keep none of it."""
+    async for _ in request.stream():
+        pass
+
+
+async def _read_within(request: Request, limit: int) -> bytes | None:
+    """The body if it is at most ``limit`` bytes; else None, once it is read and dropped (up
+    to ``DRAIN_BYTES``: a chunked body beyond that is cut off)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > DRAIN_BYTES:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= limit else None
 
 
 @dataclass(frozen=True)
@@ -186,11 +207,14 @@ def create_app(service: RecommendService, config: AppConfig | None = None,
         if not decision.allowed:
             return _refusal(decision)
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > cfg.max_body_bytes:
+            if declared <= DRAIN_BYTES:  # read and drop it, or a client that writes its whole
+                await _drain(request)  # body before reading gets a reset, not the 413
             return _error(413, f"body: {length} bytes is over the {cfg.max_body_bytes}-byte "
                                f"limit; send a shorter {shorter}")
-        body = await request.body()
-        if len(body) > cfg.max_body_bytes:
+        body = await _read_within(request, cfg.max_body_bytes)
+        if body is None:
             return _error(413, f"body: over the {cfg.max_body_bytes}-byte limit")
         try:
             return orjson.loads(body)

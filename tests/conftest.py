@@ -64,5 +64,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         text = crash.message if crash is not None else str(report.longrepr)
         return text.strip().splitlines()[0][:160] if text.strip() else "?"
 
-    names = "; ".join(f"{r.nodeid} [{r.when}] {_why(r)}" for r in bad)
+    names = "; ".join(f"{r.nodeid[:200]} [{r.when}] {_why(r)}" for r in bad)
     reporter.write_line(f"recdrill: {len(bad)} not passed: {names}")

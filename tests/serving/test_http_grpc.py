@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -65,7 +67,8 @@ BAD_INPUTS: list[tuple[bytes | dict[str, Any], int, str]] = [
     ({"user_id": "ghost"}, 422, "user_id 'ghost' is unknown"),
     ({"k": 3}, 422, "exactly one of user_id or history"),
     ({"user_id": "u0", "history": ["i1"]}, 422, "exactly one of user_id or history"),
-    (b'{"history": ["' + b"x" * 1_600_000 + b'"]}', 413, "over the 1553704-byte limit"),
+    pytest.param(b'{"history": ["' + b"x" * 1_600_000 + b'"]}', 413,
+                 "over the 1553704-byte limit", id="oversized"),
 ]
 
 
@@ -74,6 +77,38 @@ def test_http_bad_input_is_a_4xx_that_says_what(server: tuple[EntryServer, Endpo
                                                  body: Any, status: int, message: str) -> None:
     code, answer, _ = _post(server[1].http_url + "/v1/recommend", body)
     assert (code, message in answer["error"]) == (status, True), answer
+
+
+def _raw_exchange(ep: Endpoint, head: bytes, parts: list[bytes], pause_s: float) -> bytes:
+    """Send ``head``, wait ``pause_s`` (the server has seen the headers), send every part
+    whole, then read the answer: what a client that writes its body before reading sees."""
+    with socket.create_connection(("127.0.0.1", ep.http_port), timeout=10) as sock:
+        sock.sendall(head)
+        time.sleep(pause_s)
+        for part in parts:
+            sock.sendall(part)  # a server that answered and closed at the headers: EPIPE here
+        sock.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def test_an_oversized_body_gets_its_413_after_the_client_sent_it_all(
+        server: tuple[EntryServer, Endpoint]) -> None:
+    body = b'{"history": ["' + b"x" * 3_000_000 + b'"]}'
+    head = (b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+    answer = _raw_exchange(server[1], head, [body], 0.3)
+    assert answer.startswith(b"HTTP/1.1 413") and b"over the 1553704-byte limit" in answer
+
+
+def test_an_oversized_chunked_body_is_refused_with_413(
+        server: tuple[EntryServer, Endpoint]) -> None:
+    chunk = b"x" * 500_000
+    parts = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 4 + [b"0\r\n\r\n"]
+    head = (b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+    answer = _raw_exchange(server[1], head, parts, 0.1)
+    assert answer.startswith(b"HTTP/1.1 413") and b"over the 1553704-byte limit" in answer
+    assert _post(server[1].http_url + "/v1/recommend", {"user_id": "u0"})[0] == 200  # still up
 
 
 @pytest.mark.parametrize("request_kwargs", [{}, {"k": 3}, {"user_id": "u0", "history": ["i1"]},
