@@ -153,6 +153,16 @@ def _replica_targets(config: FuzzConfig) -> list[Any]:
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0] if __doc__ else None)
 
 
+def _seed(text: str | None) -> int | None:
+    """``--seed``: an integer, or None for a fresh one (absent or ``random``)."""
+    if text is None or text.strip().lower() in ("", "random"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--seed: expected an integer or 'random', found {text!r}") from None
+
+
 @app.command()
 def fuzz(
     examples: int = typer.Option(200, envvar=_E + "EXAMPLES",
@@ -164,8 +174,8 @@ def fuzz(
     artifact: Annotated[Path | None, ARTIFACT] = None,
     public_key: Annotated[Path | None, PUBLIC_KEY] = None,
     version: Annotated[str | None, VERSION] = None,
-    seed: int | None = typer.Option(None, envvar=_E + "SEED",
-                                    help="Replay a run: the seed its summary reported."),
+    seed: str | None = typer.Option(None, envvar=_E + "SEED", help=(
+        "Replay a run: the seed its summary reported (default or 'random': a fresh one).")),
 ) -> None:
     """Run the fuzzers; prints the summary JSON."""
     if public_key is None and artifact is not None:
@@ -175,7 +185,8 @@ def fuzz(
     from serving.errors import ModelLoadError
 
     try:
-        config = FuzzConfig(examples, out, tuple(target), artifact, public_key, version, seed)
+        config = FuzzConfig(examples, out, tuple(target), artifact, public_key, version,
+                            _seed(seed))
         config.serving_version()
     except ValueError as exc:
         typer.echo(f"fuzz: {exc}", err=True)

@@ -29,14 +29,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["EXAMPLES_ENV", "SEED_ENV", "FuzzFailure", "FuzzResult", "TreePath",
+__all__ = ["EXAMPLES_ENV", "SEED_ENV", "SUITE_SEED", "FuzzFailure", "FuzzResult", "TreePath",
            "examples_from_env", "get_at", "hostile_values", "mutated_trees", "run_property",
            "seed_from_env", "tree_paths"]
 
 #: N examples for every fuzzer (HTTP: per operation and phase) in tests and ``recdrill.fuzz``
 EXAMPLES_ENV = "RECDRILL_FUZZ_EXAMPLES"
-#: replay a run: the seed its result reported
+#: replay a run: the seed its result reported ("random": a fresh one, also in the test suite)
 SEED_ENV = "RECDRILL_FUZZ_SEED"
+#: the bounded run in the test suite replays these cases: a red CI means a change broke
+#: something, never that a fresh seed found an old bug; ``python -m recdrill.fuzz`` explores
+SUITE_SEED = 20261130
 
 _T = TypeVar("_T")
 _MESSAGE_CHARS = 600
@@ -107,10 +110,13 @@ def examples_from_env(default: int) -> int:
     return int(os.environ.get(EXAMPLES_ENV) or default)
 
 
-def seed_from_env() -> int | None:
-    """``$RECDRILL_FUZZ_SEED`` if set, else None (a fresh seed, reported with the result)."""
+def seed_from_env(default: int | None = None) -> int | None:
+    """``$RECDRILL_FUZZ_SEED`` if set (``random``: None), else ``default``; None means a fresh
+    seed, reported with the result."""
     value = os.environ.get(SEED_ENV)
-    return int(value) if value else None
+    if not value:
+        return default
+    return None if value.strip().lower() == "random" else int(value)
 
 
 def run_property(target: str, strategy: SearchStrategy[_T],

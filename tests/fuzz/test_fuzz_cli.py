@@ -28,6 +28,7 @@ def test_a_short_run_writes_the_summary(tmp_path: Path) -> None:
     (["--target", "http"], "give --artifact"),
     (["--target", "nope"], "['nope'] unknown"),
     (["--examples", "0", "--target", "scenario"], "expected at least 1"),
+    (["--seed", "soon", "--target", "scenario"], "expected an integer or 'random'"),
 ])
 def test_bad_configuration_exits_2_saying_what_to_do(tmp_path: Path, args: list[str],
                                                      message: str) -> None:
@@ -36,7 +37,7 @@ def test_bad_configuration_exits_2_saying_what_to_do(tmp_path: Path, args: list[
 
 
 @pytest.mark.parametrize(("module", "names"), [
-    ("security.fuzzing", ["EXAMPLES_ENV", "SEED_ENV", "FuzzFailure", "FuzzResult", "TreePath",
+    ("security.fuzzing", ["EXAMPLES_ENV", "SEED_ENV", "SUITE_SEED", "FuzzFailure", "FuzzResult", "TreePath",
                           "examples_from_env", "get_at", "hostile_values", "mutated_trees",
                           "run_property", "seed_from_env", "tree_paths"]),
     ("serving.fuzzing", ["GRPC_ALLOWED", "GRPC_METHODS", "KnownIds", "fuzz_grpc", "fuzz_http",
@@ -56,3 +57,14 @@ def test_public_surface_is_pinned(module: str, names: list[str]) -> None:
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_the_suite_replays_its_seed_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from security.fuzzing import SEED_ENV, seed_from_env
+
+    monkeypatch.delenv(SEED_ENV, raising=False)
+    assert seed_from_env(5) == 5 and seed_from_env() is None
+    monkeypatch.setenv(SEED_ENV, "random")
+    assert seed_from_env(5) is None
+    monkeypatch.setenv(SEED_ENV, "12")
+    assert seed_from_env(5) == 12

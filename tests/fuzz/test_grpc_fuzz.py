@@ -12,7 +12,7 @@ import grpc
 import pytest
 from serving_factory import Artifacts
 
-from security.fuzzing import FuzzResult, examples_from_env, seed_from_env
+from security.fuzzing import SUITE_SEED, FuzzResult, examples_from_env, seed_from_env
 from serving.app import AppConfig
 from serving.fuzzing import GRPC_METHODS, fuzz_grpc, known_ids
 from serving.proto import recdrill_pb2 as pb
@@ -40,7 +40,7 @@ def test_grpc_fuzz_gets_only_expected_statuses_and_the_server_survives(
         fuzz_report: list[FuzzResult]) -> None:
     srv, ep, svc = server
     result = fuzz_grpc(ep.grpc_target, examples=EXAMPLES, ids=known_ids(svc.runner),
-                       seed=seed_from_env())
+                       seed=seed_from_env(SUITE_SEED))
     fuzz_report.append(result)
     print(result.summary_line())
     assert not result.failures, "\n\n".join(f"{f.message}\n{f.reproduce}"

@@ -17,7 +17,7 @@ import pytest
 from serving_factory import Artifacts, build_search_artifact
 
 from export.fuzzing import tree_digest
-from security.fuzzing import FuzzResult, examples_from_env, seed_from_env
+from security.fuzzing import SUITE_SEED, FuzzResult, examples_from_env, seed_from_env
 from serving.app import AppConfig
 from serving.fuzzing import fuzz_http, known_ids
 from serving.server import Endpoint, EntryServer
@@ -69,7 +69,7 @@ def test_schemathesis_finds_nothing_and_the_replica_survives(
         fuzz_report: list[FuzzResult]) -> None:
     srv, ep = server
     before = tree_digest(searchable)
-    result = fuzz_http(ep.http_url, examples=EXAMPLES, seed=seed_from_env(),
+    result = fuzz_http(ep.http_url, examples=EXAMPLES, seed=seed_from_env(SUITE_SEED),
                        headers={"Authorization": f"Bearer {ADMIN}"},
                        ids=known_ids(srv.service.runner))
     fuzz_report.append(result)
